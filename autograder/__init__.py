@@ -1,0 +1,1 @@
+"""Backprop Ninja: data, model and grading for the course's exercises."""

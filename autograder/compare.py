@@ -1,0 +1,77 @@
+"""cmp-style comparison of a gradient with a reference: exact, approximate, maxdiff.
+
+Unlike the lecture's `cmp`, shapes are compared first, so broadcasting cannot turn a wrong
+shape into `exact: True`. A shape that differs only by size-1 dimensions (e.g. (64,) for
+(1, 64)) is accepted, with a note, as the lecture's own solutions do.
+"""
+from dataclasses import dataclass
+
+import torch
+
+# Tolerances, in one place. "approximate" is torch.allclose with its defaults, as in the
+# lecture; a gradient "matches" if it is approximately equal to the reference.
+RTOL = 1e-5
+ATOL = 1e-8
+
+
+@dataclass
+class Row:
+    """One comparison: the figures of the lecture's cmp row, plus a shape verdict."""
+    name: str
+    shape: tuple = None      # the learner's shape, None when missing
+    ref_shape: tuple = None
+    exact: bool = False
+    approximate: bool = False
+    maxdiff: float = float("nan")
+    note: str = ""
+
+    @property
+    def ok(self):
+        return self.approximate
+
+    def __str__(self):
+        if self.shape is None:
+            return f"{self.name:15s} | missing: {self.note}"
+        shape = "x".join(map(str, self.shape)) or "scalar"
+        text = (f"{self.name:15s} | {shape:>8s} | exact: {str(self.exact):5s} | "
+                f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.1e}")
+        return text + (f" | {self.note}" if self.note else "")
+
+
+def squeeze_equal(a, b):
+    """Do shapes a and b differ only by dimensions of size 1?"""
+    return [d for d in a if d != 1] == [d for d in b if d != 1]
+
+
+def compare(name, dt, t):
+    """Compare the learner's gradient dt with the reference t (both tensors or dt None)."""
+    ref_shape = tuple(t.shape)
+    if dt is None:
+        return Row(name, ref_shape=ref_shape, note=f"d{name} is not defined yet")
+    if not isinstance(dt, torch.Tensor):
+        return Row(name, ref_shape=ref_shape, note=f"d{name} is a {type(dt).__name__}, not a tensor")
+    shape, note = tuple(dt.shape), ""
+    if shape != ref_shape:
+        if not squeeze_equal(shape, ref_shape):
+            return Row(name, shape, ref_shape, note=f"wrong shape, expected {ref_shape}")
+        note = f"shape {shape} accepted for {ref_shape}"
+        dt = dt.reshape(ref_shape)
+    dt = dt.detach().to(t.dtype)
+    maxdiff = (dt - t).abs().max().item() if t.numel() else 0.0
+    return Row(name, shape, ref_shape, exact=bool(torch.equal(dt, t)),
+               approximate=bool(torch.allclose(dt, t, rtol=RTOL, atol=ATOL)),
+               maxdiff=maxdiff, note=note)
+
+
+def cmp(name, dt, t):
+    """Print the lecture's comparison row for dt against t; return the Row."""
+    row = compare(name, dt, t)
+    print(row)
+    return row
+
+
+def report(names, ns, ref):
+    """Print a row for each d<name> found in namespace ns against ref[name]; then a tally."""
+    rows = [cmp(k, ns.get("d" + k), ref[k]) for k in names]
+    print(f"{sum(r.ok for r in rows)}/{len(rows)} gradients match")
+    return rows
