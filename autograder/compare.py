@@ -1,8 +1,9 @@
 """cmp-style comparison of a gradient with a reference: exact, approximate, maxdiff.
 
 Unlike the lecture's `cmp`, shapes are compared first, so broadcasting cannot turn a wrong
-shape into `exact: True`. A shape that differs only by size-1 dimensions (e.g. (64,) for
-(1, 64)) is accepted, with a note, as the lecture's own solutions do.
+shape into `exact: True`. A shape that differs only by leading size-1 dimensions (e.g. (64,)
+for (1, 64): both broadcast the same way) is accepted, with a note, as the lecture's own
+solutions need; (32,) for (32, 1) is not.
 """
 from dataclasses import dataclass
 
@@ -38,9 +39,15 @@ class Row:
         return text + (f" | {self.note}" if self.note else "")
 
 
-def squeeze_equal(a, b):
-    """Do shapes a and b differ only by dimensions of size 1?"""
-    return [d for d in a if d != 1] == [d for d in b if d != 1]
+def broadcast_equal(a, b):
+    """Do shapes a and b differ only by leading dimensions of size 1, so that both broadcast
+    the same way? (64,) and (1, 64) do; (32,) and (32, 1) do not."""
+    a, b = list(a), list(b)
+    while a and a[0] == 1:
+        a.pop(0)
+    while b and b[0] == 1:
+        b.pop(0)
+    return a == b
 
 
 def compare(name, dt, t):
@@ -52,7 +59,7 @@ def compare(name, dt, t):
         return Row(name, ref_shape=ref_shape, note=f"d{name} is a {type(dt).__name__}, not a tensor")
     shape, note = tuple(dt.shape), ""
     if shape != ref_shape:
-        if not squeeze_equal(shape, ref_shape):
+        if not broadcast_equal(shape, ref_shape):
             return Row(name, shape, ref_shape, note=f"wrong shape, expected {ref_shape}")
         note = f"shape {shape} accepted for {ref_shape}"
         dt = dt.reshape(ref_shape)

@@ -98,3 +98,30 @@ def local_grad(name, values, upstream, Xb, Yb):
         (g,) = torch.autograd.grad(y, args[ins.index(name)], dy)
         total += g
     return total
+
+
+def forward_ex4(Xb, Yb, parameters):
+    """Exercise 4's forward pass (PyTorch's mean/var and cross-entropy): loss and the cache of
+    intermediates the manual backward pass reads. parameters: [C, W1, b1, W2, b2, bngain, bnbias]."""
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    emb = C[Xb]                                     # (n, block_size, n_embd)
+    embcat = emb.view(emb.shape[0], -1)             # (n, block_size * n_embd)
+    hprebn = embcat @ W1 + b1                       # (n, n_hidden)
+    bnmean = hprebn.mean(0, keepdim=True)
+    bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+    bnvar_inv = (bnvar + BN_EPS) ** -0.5
+    bnraw = (hprebn - bnmean) * bnvar_inv
+    hpreact = bngain * bnraw + bnbias
+    h = torch.tanh(hpreact)                         # (n, n_hidden)
+    logits = h @ W2 + b2                            # (n, vocab_size)
+    loss = F.cross_entropy(logits, Yb)
+    cache = dict(emb=emb, embcat=embcat, hprebn=hprebn, bnmean=bnmean, bnvar=bnvar,
+                 bnvar_inv=bnvar_inv, bnraw=bnraw, hpreact=hpreact, h=h, logits=logits)
+    return loss, cache
+
+
+def autograd_step_grads(parameters, Xb, Yb):
+    """Autograd's gradients of Exercise 4's loss, in the order of parameters."""
+    leaves = [p.detach().clone().requires_grad_() for p in parameters]
+    loss, _ = forward_ex4(Xb, Yb, leaves)
+    return list(torch.autograd.grad(loss, leaves))

@@ -1,0 +1,100 @@
+"""What each exercise asks for: its notebook, answer cells, graded gradients, points and the
+inputs on which answers are replayed (the notebook's own batch and hidden ones)."""
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from . import data, model
+from .compare import broadcast_equal
+
+EX1_STAGES = {  # answer cell id -> the gradients it defines, in the lecture's order
+    "ex1_loss_chain": ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
+                       "norm_logits", "logit_maxes", "logits"],
+    "ex1_second_layer": ["h", "W2", "b2", "hpreact"],
+    "ex1_batchnorm": ["bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff",
+                      "bnmeani", "hprebn"],
+    "ex1_first_layer": ["embcat", "W1", "b1", "emb", "C"],
+}
+
+
+@dataclass
+class Exercise:
+    key: str
+    notebook: str             # file name in source/backprop_ninja/
+    answer_cells: dict        # grade id of each answer cell, in order -> the gradients it defines
+    grads: dict               # gradient name -> points
+    n_hidden: int = 64
+    extra_tests: dict = field(default_factory=dict)  # test name -> points (not one gradient)
+
+    def test_id(self, name):
+        """The grade id of the graded test cell for a gradient or an extra test."""
+        return f"test_{self.key}_d{name}" if name in self.grads else f"test_{self.key}_{name}"
+
+
+EXERCISES = {
+    "ex1": Exercise("ex1", "ex1_atomic_graph.ipynb", EX1_STAGES,
+                    {k: 1 for k in model.GRAD_NAMES}),
+    "ex2": Exercise("ex2", "ex2_cross_entropy.ipynb", {"ex2_dlogits": ["logits"]}, {"logits": 4}),
+    "ex3": Exercise("ex3", "ex3_batchnorm.ipynb", {"ex3_dhprebn": ["hprebn"]}, {"hprebn": 4}),
+    "ex4": Exercise("ex4", "ex4_training.ipynb", {"ex4_backward": []},
+                    {k: 1 for k in model.PARAM_NAMES}, n_hidden=200,
+                    extra_tests={"training": 3}),
+}
+
+# Inputs answers are replayed on: (name, parameter seed, batch seed, batch size). The first is
+# the notebook's own batch (parameters and batch from one generator, as in the lecture); the
+# hidden ones use other seeds and batch sizes, so `1/32` written for `1/n` is caught.
+CASES = [("notebook", model.SEED, None, 32), ("hidden_a", 1337, 7, 48), ("hidden_b", 4242, 99, 19)]
+
+
+@lru_cache(maxsize=1)
+def training_set():
+    (Xtr, Ytr), _, _ = data.splits()
+    return Xtr, Ytr
+
+
+def case_inputs(case, n_hidden=64):
+    """(params, Xb, Yb) for one case; the notebook case continues the parameters' generator."""
+    _, pseed, bseed, n = case
+    g = torch.Generator().manual_seed(pseed)
+    params = model.init_params(n_hidden, g)
+    if bseed is not None:
+        g = torch.Generator().manual_seed(bseed)
+    Xb, Yb = model.sample_batch(*training_set(), n, g)
+    return params, Xb, Yb
+
+
+def namespace(values, Xb, Yb, n_hidden):
+    """What an answer cell may read: the forward pass's tensors (no autograd history),
+    the batch and the lecture's constants."""
+    n = Xb.shape[0]
+    ns = {k: v.detach().clone() for k, v in values.items()}
+    ns.update(torch=torch, F=F, Xb=Xb.clone(), Yb=Yb.clone(), n=n, batch_size=n,
+              n_hidden=n_hidden, n_embd=model.N_EMBD, block_size=data.BLOCK_SIZE,
+              vocab_size=data.vocab_size)
+    return ns
+
+
+TRAIN_STEPS = 100   # Exercise 4: steps of the short run compared with an autograd-trained twin
+TRAIN_SEED = 31337
+
+
+def training_batches(steps=TRAIN_STEPS, batch_size=32, seed=TRAIN_SEED):
+    g = torch.Generator().manual_seed(seed)
+    Xtr, Ytr = training_set()
+    return [model.sample_batch(Xtr, Ytr, batch_size, g) for _ in range(steps)]
+
+
+def sgd_run(grad_fn, params, batches, lr=0.1):
+    """Train a copy of params with plain SGD, gradients from grad_fn(params, Xb, Yb)."""
+    params = [p.clone() for p in params]
+    for Xb, Yb in batches:
+        grads = grad_fn(params, Xb, Yb)
+        if grads is None or any(g is None or not broadcast_equal(g.shape, p.shape)
+                                for g, p in zip(grads, params)):
+            return None
+        for p, g in zip(params, grads):
+            p -= lr * g.reshape(p.shape)
+    return params

@@ -1,0 +1,59 @@
+"""What the notebooks' graded test cells call, inside the learner's kernel.
+
+`grade` replays the learner's answer cells, read from the saved notebook, on the notebook's
+batch and on hidden inputs, and returns the points of one gradient (nbgrader's partial
+credit). The trusted score is recomputed outside the kernel (see autograder.trusted); this
+in-kernel score is what a learner's own run of the instructor tests would show.
+"""
+import os
+from pathlib import Path
+
+import nbformat
+import torch
+
+from . import replay, score
+from .exercises import EXERCISES
+
+_cache = {}
+
+
+def answer_sources(nb, cell_ids):
+    """[(grade_id, source)] of the answer cells, in the given order; missing ones are skipped."""
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells}
+    return [(i, by_id[i]) for i in cell_ids if i in by_id]
+
+
+def verdicts(exercise, notebook=None):
+    """{name: Verdict} for the saved notebook of an exercise (cached until the file changes)."""
+    path = Path(notebook or EXERCISES[exercise].notebook)
+    stamp = (str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
+    if _cache.get(exercise, (None,))[0] != stamp:
+        nb = nbformat.read(path, as_version=4)
+        sources = answer_sources(nb, EXERCISES[exercise].answer_cells)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny tensors: more threads only contend
+        try:
+            result = score.score(exercise, *replay.replay(exercise, sources))
+        finally:
+            torch.set_num_threads(threads)
+        _cache[exercise] = (stamp, result)
+    return _cache[exercise][1]
+
+
+def grade(exercise, name):
+    """Points earned by one graded item (a gradient name, or 'training'); prints why."""
+    try:
+        v = verdicts(exercise)[name]
+    except FileNotFoundError:
+        print(f"Cannot grade: {EXERCISES[exercise].notebook} is not in {os.getcwd()}. Save the notebook.")
+        return 0.0
+    print(v.summary())
+    return float(v.points)
+
+
+def require(var, ns):
+    """Under `nbgrader validate`, fail if `var` (a gradient or a function) is not defined yet;
+    otherwise do nothing, so that Run All in the learner's notebook never stops here."""
+    if os.environ.get("NBGRADER_VALIDATING") and not (
+            isinstance(ns.get(var), torch.Tensor) or callable(ns.get(var))):
+        raise AssertionError(f"{var} is not defined yet: write it in the answer cell above.")

@@ -1,0 +1,162 @@
+"""Run a learner's answer cells on the exercise's cases and collect the tensors they define.
+
+This is the only module that executes learner code. It returns plain tensors keyed by name
+(plus error messages), so that it can run in a separate, sandboxed process.
+"""
+import ast
+import contextlib
+import io
+import math
+import warnings
+
+import torch
+
+from . import model
+from .compare import broadcast_equal
+from .exercises import CASES, EXERCISES, case_inputs, namespace, sgd_run, training_batches
+
+def strip_magics(src):
+    """Drop IPython-only lines (%magics, !shell), which plain Python cannot run."""
+    return "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!")))
+
+
+def _statements(cell_id, src):
+    """The cell's top-level statements, each compiled on its own."""
+    tree = ast.parse(strip_magics(src), f"<{cell_id}>")
+    return [compile(ast.Module([stmt], type_ignores=[]), f"<{cell_id}>", "exec") for stmt in tree.body]
+
+
+def run_cells(sources, ns, stages=None, shapes=None, fill=None):
+    """Execute each (cell_id, source) in ns, one top-level statement at a time, silencing
+    output; a statement that raises is recorded and the next one runs.
+
+    Returns ({cell_id: error}, {variable: the learner's answer}). With stages = {cell_id:
+    [variables it must define]}, shapes and fill = {variable: expected shape / reference value}:
+    - a variable's answer is its last value up to the end of its own cell;
+    - a misshapen answer with the right number of elements is reshaped in the namespace, and
+      once its cell is done a missing or unusable one is replaced by the reference, so that
+      later steps are judged on their own, not thrown off by an earlier mistake."""
+    stages, shapes, fill = stages or {}, shapes or {}, fill or {}
+    errors, answers, seen, open_vars = {}, {}, {}, [v for vs in stages.values() for v in vs]
+    for cell_id, src in sources:
+        try:
+            statements = _statements(cell_id, src)
+        except SyntaxError as e:
+            errors[cell_id] = f"SyntaxError: {e.msg} (line {e.lineno})"
+            statements = []
+        for code in statements:
+            out = io.StringIO()
+            with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                warnings.simplefilter("ignore")
+                try:
+                    exec(code, ns)
+                except BaseException as e:  # SystemExit and KeyboardInterrupt too: one answer, one error
+                    errors.setdefault(cell_id, f"{type(e).__name__}: {e}")
+            for var in open_vars:
+                v = ns.get(var)
+                if not isinstance(v, torch.Tensor) or (var in seen and v.shape == seen[var].shape
+                                                        and torch.equal(v, seen[var])):
+                    continue
+                answers[var] = v.detach().clone()
+                if not broadcast_equal(v.shape, shapes[var]) and v.numel() == math.prod(shapes[var]):
+                    ns[var] = v.detach().reshape(shapes[var]).clone()
+                seen[var] = ns[var].detach().clone()
+        for var in stages.get(cell_id, []):  # this cell's answers are final
+            open_vars.remove(var)
+            v = ns.get(var)
+            if not (isinstance(v, torch.Tensor) and broadcast_equal(v.shape, shapes[var])):
+                ns[var] = fill[var].clone()
+    return errors, answers
+
+
+def _defined(ns, name):
+    v = ns.get(name)
+    return v.detach().clone() if isinstance(v, torch.Tensor) else None
+
+
+def replay_case(ex, sources, case):
+    """The learner's gradients {name: tensor or None} on one case, and cell errors."""
+    params, Xb, Yb = case_inputs(case, ex.n_hidden)
+    if ex.key == "ex4":
+        return replay_ex4_step(sources, params, Xb, Yb)
+    ref, values = model.reference_grads(params, Xb, Yb)
+    ns = namespace(values, Xb, Yb, ex.n_hidden)
+    if ex.key == "ex3":
+        ns["dhpreact"] = ref["hpreact"].clone()  # given: the gradient flowing into BatchNorm
+    stages = {cell: ["d" + k for k in names] for cell, names in ex.answer_cells.items()}
+    errors, answers = run_cells(sources, ns, stages, {"d" + k: tuple(values[k].shape) for k in ex.grads},
+                                {"d" + k: ref[k] for k in ex.grads})
+    grads = {k: answers.get("d" + k) for k in ex.grads}
+    # what later steps saw, where a misshapen answer was reshaped (see run_cells)
+    grads.update({f"seen:{k}": _defined(ns, "d" + k) for k in ex.grads})
+    return grads, errors
+
+
+def _learner_backward(sources):
+    ns = {"torch": torch, "F": torch.nn.functional, "forward": model.forward_ex4}
+    errors, _ = run_cells(sources, ns)
+    fn = ns.get("backward")
+    if not callable(fn):
+        errors.setdefault("ex4_backward", "the answer cell does not define a function `backward`")
+        return None, errors
+    return fn, errors
+
+
+def _call_backward(fn, params, Xb, Yb):
+    """The learner's gradients for one step, as a list (None where missing), or an error."""
+    _, cache = model.forward_ex4(Xb, Yb, params)
+    out = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        warnings.simplefilter("ignore")
+        try:
+            grads = fn(Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()})
+        except BaseException as e:
+            return None, f"{type(e).__name__}: {e}"
+    grads = list(grads) if isinstance(grads, (list, tuple)) else []
+    grads += [None] * (len(model.PARAM_NAMES) - len(grads))
+    return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:7]], None
+
+
+def replay_ex4_step(sources, params, Xb, Yb):
+    fn, errors = _learner_backward(sources)
+    grads = [None] * len(model.PARAM_NAMES)
+    if fn is not None:
+        got, err = _call_backward(fn, list(params.values()), Xb, Yb)
+        if err:
+            errors["ex4_backward"] = err
+        grads = got or grads
+    return dict(zip(model.PARAM_NAMES, grads)), errors
+
+
+def replay_ex4_training(sources):
+    """Parameters after a short run driven by the learner's backward pass (None if it fails)."""
+    fn, errors = _learner_backward(sources)
+    if fn is None:
+        return None, errors
+    params, _, _ = case_inputs(CASES[1], 200)
+
+    def grad_fn(ps, Xb, Yb):
+        grads, err = _call_backward(fn, ps, Xb, Yb)
+        if err:
+            errors["ex4_backward"] = err
+        return grads
+
+    with torch.no_grad():
+        return sgd_run(grad_fn, list(params.values()), training_batches()), errors
+
+
+def replay(exercise, sources):
+    """Everything the grader needs from learner code for one exercise:
+    ({"<case>/<name>": tensor}, {"<case>/<cell>": error}). Missing gradients are absent."""
+    ex = EXERCISES[exercise]
+    tensors, errors = {}, {}
+    for case in CASES:
+        grads, errs = replay_case(ex, sources, case)
+        tensors.update({f"{case[0]}/{k}": v for k, v in grads.items() if v is not None})
+        errors.update({f"{case[0]}/{k}": v for k, v in errs.items()})
+    if exercise == "ex4":
+        trained, errs = replay_ex4_training(sources)
+        if trained is not None:
+            tensors.update({f"training/{k}": v for k, v in zip(model.PARAM_NAMES, trained)})
+        errors.update({f"training/{k}": v for k, v in errs.items()})
+    return tensors, errors

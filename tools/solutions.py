@@ -1,0 +1,84 @@
+"""The instructor solutions, written as in the lecture; tools/build_exercises.py puts them
+into the answer cells of source/ (between nbgrader's solution markers)."""
+
+EX1 = {
+    "ex1_loss_chain": """\
+dlogprobs = torch.zeros_like(logprobs)
+dlogprobs[range(n), Yb] = -1.0 / n
+dprobs = (1.0 / probs) * dlogprobs
+dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)
+dcounts = counts_sum_inv * dprobs
+dcounts_sum = (-counts_sum**-2) * dcounts_sum_inv
+dcounts += torch.ones_like(counts) * dcounts_sum
+dnorm_logits = counts * dcounts
+dlogits = dnorm_logits.clone()
+dlogit_maxes = (-dnorm_logits).sum(1, keepdim=True)
+dlogits += F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes""",
+    "ex1_second_layer": """\
+dh = dlogits @ W2.T
+dW2 = h.T @ dlogits
+db2 = dlogits.sum(0)
+dhpreact = (1.0 - h**2) * dh""",
+    "ex1_batchnorm": """\
+dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+dbnraw = bngain * dhpreact
+dbnbias = dhpreact.sum(0, keepdim=True)
+dbndiff = bnvar_inv * dbnraw
+dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)
+dbnvar = (-0.5 * (bnvar + 1e-5)**-1.5) * dbnvar_inv
+dbndiff2 = (1.0 / (n - 1)) * torch.ones_like(bndiff2) * dbnvar
+dbndiff += (2 * bndiff) * dbndiff2
+dhprebn = dbndiff.clone()
+dbnmeani = (-dbndiff).sum(0)
+dhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)""",
+    "ex1_first_layer": """\
+dembcat = dhprebn @ W1.T
+dW1 = embcat.T @ dhprebn
+db1 = dhprebn.sum(0)
+demb = dembcat.view(emb.shape)
+dC = torch.zeros_like(C)
+for k in range(Xb.shape[0]):
+    for j in range(Xb.shape[1]):
+        ix = Xb[k, j]
+        dC[ix] += demb[k, j]""",
+}
+
+EX2 = {"ex2_dlogits": """\
+dlogits = F.softmax(logits, 1)
+dlogits[range(n), Yb] -= 1
+dlogits /= n"""}
+
+EX3 = {"ex3_dhprebn": """\
+dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))"""}
+
+EX4 = {"ex4_backward": '''\
+def backward(Xb, Yb, parameters, cache):
+    """Gradients of the loss for [C, W1, b1, W2, b2, bngain, bnbias], in that order."""
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    emb, embcat, bnraw, bnvar_inv, h, logits = (cache[k] for k in
+        ("emb", "embcat", "bnraw", "bnvar_inv", "h", "logits"))
+    n = Xb.shape[0]
+    # cross-entropy in one go (Exercise 2)
+    dlogits = F.softmax(logits, 1)
+    dlogits[range(n), Yb] -= 1
+    dlogits /= n
+    # second linear layer
+    dh = dlogits @ W2.T
+    dW2 = h.T @ dlogits
+    db2 = dlogits.sum(0)
+    # tanh
+    dhpreact = (1.0 - h**2) * dh
+    # BatchNorm: gain and bias, then the layer in one go (Exercise 3)
+    dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+    dbnbias = dhpreact.sum(0, keepdim=True)
+    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    # first linear layer
+    dembcat = dhprebn @ W1.T
+    dW1 = embcat.T @ dhprebn
+    db1 = dhprebn.sum(0)
+    # embedding: every use of a row of C adds its gradient (vectorised, no Python loop)
+    demb = dembcat.view(emb.shape)
+    dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
+    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]'''}
+
+ALL = {"ex1": EX1, "ex2": EX2, "ex3": EX3, "ex4": EX4}
