@@ -13,3 +13,17 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\n"}
 
 # Grading replays each answer on hidden inputs; Exercise 4 also trains briefly.
 c.Execute.timeout = 120
+
+# The score that counts is computed outside the learner's kernel: after nbgrader has run the
+# notebook, TrustedScores replays the answers in a sandboxed process and rewrites each graded
+# cell's result (see autograder/trusted.py). The rest is nbgrader's default list.
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "autograder.trusted.TrustedScores",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]

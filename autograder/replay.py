@@ -5,8 +5,10 @@ This is the only module that executes learner code. It returns plain tensors key
 """
 import ast
 import contextlib
-import io
 import math
+import os
+import signal
+import threading
 import warnings
 
 import torch
@@ -14,6 +16,39 @@ import torch
 from . import model
 from .compare import broadcast_equal
 from .exercises import CASES, EXERCISES, case_inputs, namespace, sgd_run, training_batches
+
+STATEMENT_SECONDS = 10  # one statement of an answer (or one call of backward) at most
+
+
+class StatementTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raise StatementTimeout in the block after `seconds` of wall time (main thread only)."""
+    def stop(signum, frame):
+        raise StatementTimeout(f"stopped after {seconds} s")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def silenced():
+    """Discard what learner code prints (however much), and its warnings."""
+    with open(os.devnull, "w") as sink, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        yield
+
 
 def strip_magics(src):
     """Drop IPython-only lines (%magics, !shell), which plain Python cannot run."""
@@ -45,9 +80,7 @@ def run_cells(sources, ns, stages=None, shapes=None, fill=None):
             errors[cell_id] = f"SyntaxError: {e.msg} (line {e.lineno})"
             statements = []
         for code in statements:
-            out = io.StringIO()
-            with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                warnings.simplefilter("ignore")
+            with silenced(), time_limit(STATEMENT_SECONDS):
                 try:
                     exec(code, ns)
                 except BaseException as e:  # SystemExit and KeyboardInterrupt too: one answer, one error
@@ -74,12 +107,22 @@ def _defined(ns, name):
     return v.detach().clone() if isinstance(v, torch.Tensor) else None
 
 
-def replay_case(ex, sources, case):
+def prepare(exercise):
+    """The inputs of every case, with autograd's reference (computed before learner code runs,
+    since the sandbox then turns autograd off): [(case name, params, Xb, Yb, ref, values)]."""
+    ex = EXERCISES[exercise]
+    cases = []
+    for case in CASES:
+        params, Xb, Yb = case_inputs(case, ex.n_hidden)
+        ref, values = (None, None) if ex.key == "ex4" else model.reference_grads(params, Xb, Yb)
+        cases.append((case[0], params, Xb, Yb, ref, values))
+    return cases
+
+
+def replay_case(ex, sources, params, Xb, Yb, ref, values):
     """The learner's gradients {name: tensor or None} on one case, and cell errors."""
-    params, Xb, Yb = case_inputs(case, ex.n_hidden)
     if ex.key == "ex4":
         return replay_ex4_step(sources, params, Xb, Yb)
-    ref, values = model.reference_grads(params, Xb, Yb)
     ns = namespace(values, Xb, Yb, ex.n_hidden)
     if ex.key == "ex3":
         ns["dhpreact"] = ref["hpreact"].clone()  # given: the gradient flowing into BatchNorm
@@ -105,9 +148,7 @@ def _learner_backward(sources):
 def _call_backward(fn, params, Xb, Yb):
     """The learner's gradients for one step, as a list (None where missing), or an error."""
     _, cache = model.forward_ex4(Xb, Yb, params)
-    out = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        warnings.simplefilter("ignore")
+    with silenced(), time_limit(STATEMENT_SECONDS):
         try:
             grads = fn(Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()})
         except BaseException as e:
@@ -145,15 +186,15 @@ def replay_ex4_training(sources):
         return sgd_run(grad_fn, list(params.values()), training_batches()), errors
 
 
-def replay(exercise, sources):
+def replay(exercise, sources, prepared=None):
     """Everything the grader needs from learner code for one exercise:
     ({"<case>/<name>": tensor}, {"<case>/<cell>": error}). Missing gradients are absent."""
     ex = EXERCISES[exercise]
     tensors, errors = {}, {}
-    for case in CASES:
-        grads, errs = replay_case(ex, sources, case)
-        tensors.update({f"{case[0]}/{k}": v for k, v in grads.items() if v is not None})
-        errors.update({f"{case[0]}/{k}": v for k, v in errs.items()})
+    for name, *inputs in prepared or prepare(exercise):
+        grads, errs = replay_case(ex, sources, *inputs)
+        tensors.update({f"{name}/{k}": v for k, v in grads.items() if v is not None})
+        errors.update({f"{name}/{k}": v for k, v in errs.items()})
     if exercise == "ex4":
         trained, errs = replay_ex4_training(sources)
         if trained is not None:

@@ -1,0 +1,128 @@
+"""Run learner code in a separate, sandboxed, resource-limited process; get tensors back.
+
+The child (`python -m autograder.sandbox JOB OUT`) replays the answers and saves plain tensors
+and error strings; the parent loads them with `torch.load(weights_only=True)`. On Linux the
+child runs under bubblewrap: no network, a read-only view of Python and the autograder package
+only (not the course's source/, gradebook or submissions), and one writable scratch folder.
+"""
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import data
+
+PACKAGE = Path(__file__).resolve().parent
+# Limits per learner process, in one place.
+LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
+              processes=256)
+
+
+class SandboxError(RuntimeError):
+    """The learner's process failed as a whole (timeout, crash, memory): no tensors came back."""
+
+
+def bwrap_prefix(scratch):
+    """The bubblewrap command line that confines the child, or [] where bwrap is missing."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return []
+    ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", sys.base_prefix, sys.prefix,
+          sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH)}
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(scratch), str(scratch)]
+    for path in sorted(ro):
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    return args + ["--chdir", str(scratch), "--"]
+
+
+def _limit():
+    """In the child, before exec: CPU, memory, file size and process limits."""
+    os.setsid()
+    resource.setrlimit(resource.RLIMIT_CPU, (LIMITS["cpu_seconds"],) * 2)
+    resource.setrlimit(resource.RLIMIT_AS, (LIMITS["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMITS["file_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_NPROC, (LIMITS["processes"],) * 2)
+
+
+_warned = False
+
+
+def run(exercise, sources):
+    """(tensors, errors) from replaying sources [(cell_id, source)] in a sandboxed child."""
+    global _warned
+    with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
+        scratch = Path(scratch)
+        job, out = scratch / "job.json", scratch / "out.pt"
+        job.write_text(json.dumps({"exercise": exercise, "sources": sources}))
+        prefix = bwrap_prefix(scratch)
+        if not prefix and not _warned:
+            _warned = True
+            warnings.warn("bubblewrap (bwrap) not found: learner code runs WITHOUT a sandbox "
+                          "(still in a separate, resource-limited process). Install it: apt-get install bubblewrap")
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(PACKAGE.parent) if not prefix else "", "PYTHONNOUSERSITE": "1",
+               "BACKPROP_NINJA_NAMES": str(data.DEFAULT_PATH)}
+        cmd = prefix + [sys.executable, "-s", "-m", "autograder.sandbox", str(job), str(out)]
+        proc = subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=open(scratch / "stderr", "wb"),
+                                preexec_fn=_limit)
+        try:
+            code = proc.wait(timeout=LIMITS["wall_seconds"])
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        if code is None:
+            raise SandboxError(f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped")
+        if code != 0 or not out.exists():
+            tail = (scratch / "stderr").read_bytes()[-600:].decode(errors="replace").strip().splitlines()
+            why = {-signal.SIGXCPU: "used more than its CPU time", -signal.SIGKILL: "was killed (memory or time)",
+                   -signal.SIGSEGV: "crashed"}.get(code, f"exited with code {code}")
+            raise SandboxError(f"the process running your code {why}" + (f": {tail[-1]}" if tail else ""))
+        try:
+            result = torch.load(out, weights_only=True)
+            return dict(result["tensors"]), dict(result["errors"])
+        except Exception as e:
+            raise SandboxError(f"the results of your code could not be read ({type(e).__name__})") from None
+
+
+def _block_autograd():
+    """Make the public autograd entry points fail inside the child (a static check in the
+    grader catches the rest)."""
+    def refuse(*a, **k):
+        raise RuntimeError("autograd is not allowed in an answer")
+    torch.Tensor.backward = refuse
+    torch.autograd.grad = refuse
+    torch.autograd.backward = refuse
+    torch.set_grad_enabled(False)
+
+
+def main(job_path, out_path):
+    from . import replay  # the only module that executes learner code
+    job = json.loads(Path(job_path).read_text())
+    torch.set_num_threads(1)
+    prepared = replay.prepare(job["exercise"])
+    _block_autograd()
+    tensors, errors = replay.replay(job["exercise"], [tuple(s) for s in job["sources"]], prepared)
+    tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()
+               if isinstance(v, torch.Tensor) and not v.is_sparse}
+    torch.save({"tensors": tensors, "errors": {str(k): str(v)[:500] for k, v in errors.items()}}, out_path)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -1,0 +1,88 @@
+"""The trusted score: an nbgrader preprocessor that replaces every graded test cell's result
+with a score computed outside the learner's kernel.
+
+After nbgrader has executed the notebook (whose outputs the learner's code could forge), it
+reads the answer cells from the notebook, replays them in a sandboxed process (see
+sandbox.py), judges the returned tensors here, and writes each test cell's output anew: the
+verdict as text and the points as the cell's result, which nbgrader records as partial credit.
+Registered in nbgrader_config.py after Execute.
+"""
+import io
+import tokenize
+
+from nbconvert.preprocessors import Preprocessor
+from nbformat.v4 import new_output
+
+from . import sandbox, score
+from .exercises import EXERCISES
+from .hidden import answer_sources
+
+# Names that mean autograd, whatever the spelling around them; `.grad`/`.backward` as attributes.
+AUTOGRAD_NAMES = {"autograd", "functorch", "requires_grad", "requires_grad_", "enable_grad",
+                  "set_grad_enabled", "retain_grad", "grad_fn"}
+AUTOGRAD_ATTRS = {"grad", "backward", "func"}
+DYNAMIC = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "importlib", "globals",
+           "vars", "__dict__", "__builtins__", "__class__", "__subclasses__"}
+
+
+def forbidden(src):
+    """Why the source may not be graded (autograd or dynamic code), or '' if it may."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return ""  # the replay reports the syntax error
+    prev = None
+    for tok in tokens:
+        if tok.type == tokenize.NAME:
+            if tok.string in AUTOGRAD_NAMES or (prev == "." and tok.string in AUTOGRAD_ATTRS):
+                return f"uses autograd (`{tok.string}`, line {tok.start[0]}): gradients must be computed by hand"
+            if tok.string in DYNAMIC:
+                return f"uses `{tok.string}` (line {tok.start[0]}), which is not allowed in an answer"
+        if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            prev = tok.string
+    return ""
+
+
+def trusted_verdicts(exercise, sources):
+    """{name: Verdict} for answer sources [(cell_id, source)], judged outside the learner's kernel."""
+    ex = EXERCISES[exercise]
+    banned = {cell: why for cell, src in sources if (why := forbidden(src))}
+    runnable = [(cell, src) for cell, src in sources if cell not in banned]
+    try:
+        tensors, errors = sandbox.run(exercise, runnable)
+    except sandbox.SandboxError as e:
+        tensors, errors = {}, {"process": str(e)}
+    verdicts = score.score(exercise, tensors, errors)
+    for cell, why in banned.items():
+        for name in ex.answer_cells[cell] or list(verdicts):  # Exercise 4: every item
+            verdicts[name].ok, verdicts[name].message = False, why
+    return verdicts
+
+
+def exercise_of(notebook_name):
+    for key, ex in EXERCISES.items():
+        if ex.notebook == notebook_name + ".ipynb":
+            return key
+    return None
+
+
+class TrustedScores(Preprocessor):
+    """Rewrite the outputs of the graded test cells with the trusted scores."""
+
+    def preprocess(self, nb, resources):
+        exercise = exercise_of(resources.get("unique_key", ""))
+        if exercise is None:
+            return nb, resources
+        verdicts = trusted_verdicts(exercise, answer_sources(nb, EXERCISES[exercise].answer_cells))
+        by_test = {v.test_id: v for v in verdicts.values()}
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            v = by_test.get(meta.get("grade_id"))
+            if cell.cell_type == "code" and meta.get("grade") and v is not None:
+                cell.outputs = [
+                    new_output("stream", name="stdout", text=v.summary() + "\n"),
+                    new_output("execute_result",
+                               data={"text/plain": repr(float(meta["points"]) * v.points / v.max_points)},
+                               execution_count=cell.get("execution_count")),
+                ]
+        return nb, resources
