@@ -18,7 +18,7 @@ c.Execute.timeout = 120
 # notebook, TrustedScores replays the answers in a sandboxed process and rewrites each graded
 # cell's result (see autograder/trusted.py). The rest is nbgrader's default list.
 c.Autograde.autograde_preprocessors = [
-    "nbgrader.preprocessors.Execute",
+    "autograder.trusted.SandboxedExecute",  # nbgrader's Execute, the kernel in a sandbox
     "autograder.trusted.TrustedScores",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

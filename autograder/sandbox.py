@@ -18,31 +18,36 @@ import warnings
 from pathlib import Path
 
 import torch
+from jupyter_client.manager import AsyncKernelManager
 
 from . import data
 
 PACKAGE = Path(__file__).resolve().parent
 # Limits per learner process, in one place.
 LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
-              processes=256)
+              processes=256, statement_seconds=10)
 
 
 class SandboxError(RuntimeError):
     """The learner's process failed as a whole (timeout, crash, memory): no tensors came back."""
 
 
-def bwrap_prefix(scratch):
-    """The bubblewrap command line that confines the child, or [] where bwrap is missing."""
+def bwrap_prefix(scratch, writable=(), readable=()):
+    """The bubblewrap command line that confines a child to Python, the autograder package,
+    the data and `scratch` (its working folder), or [] where bwrap is missing."""
     bwrap = shutil.which("bwrap")
     if not bwrap:
         return []
-    ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", sys.base_prefix, sys.prefix,
-          sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH)}
+    ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", "/etc/fonts", sys.base_prefix,
+          sys.prefix, sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH), *readable}
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(scratch), str(scratch)]
+            "--unsetenv", "JPY_PARENT_PID",  # ipykernel would take pid 1 (bwrap) as its parent gone
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in sorted(ro):
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
+    for path in [str(scratch), *writable]:
+        args += ["--bind", path, path]
     return args + ["--chdir", str(scratch), "--"]
 
 
@@ -64,7 +69,8 @@ def run(exercise, sources):
     with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
         scratch = Path(scratch)
         job, out = scratch / "job.json", scratch / "out.pt"
-        job.write_text(json.dumps({"exercise": exercise, "sources": sources}))
+        job.write_text(json.dumps({"exercise": exercise, "sources": sources,
+                                   "statement_seconds": LIMITS["statement_seconds"]}))
         prefix = bwrap_prefix(scratch)
         if not prefix and not _warned:
             _warned = True
@@ -101,23 +107,29 @@ def run(exercise, sources):
             raise SandboxError(f"the results of your code could not be read ({type(e).__name__})") from None
 
 
-def _block_autograd():
-    """Make the public autograd entry points fail inside the child (a static check in the
-    grader catches the rest)."""
-    def refuse(*a, **k):
-        raise RuntimeError("autograd is not allowed in an answer")
-    torch.Tensor.backward = refuse
-    torch.autograd.grad = refuse
-    torch.autograd.backward = refuse
+def _harden():
+    """Inside the child, before learner code: autograd's public entry points and the ways to
+    end the process refuse (a static check in the grader catches more)."""
+    def refuse(what):
+        def f(*a, **k):
+            raise RuntimeError(f"{what} is not allowed in an answer")
+        return f
+    torch.Tensor.backward = refuse("autograd")
+    torch.autograd.grad = refuse("autograd")
+    torch.autograd.backward = refuse("autograd")
     torch.set_grad_enabled(False)
+    os._exit = refuse("os._exit")
+    os.abort = refuse("os.abort")
+    os.kill = refuse("os.kill")
 
 
 def main(job_path, out_path):
     from . import replay  # the only module that executes learner code
     job = json.loads(Path(job_path).read_text())
     torch.set_num_threads(1)
+    replay.STATEMENT_SECONDS = job["statement_seconds"]
     prepared = replay.prepare(job["exercise"])
-    _block_autograd()
+    _harden()
     tensors, errors = replay.replay(job["exercise"], [tuple(s) for s in job["sources"]], prepared)
     tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()
                if isinstance(v, torch.Tensor) and not v.is_sparse}
@@ -126,3 +138,27 @@ def main(job_path, out_path):
 
 if __name__ == "__main__":
     main(*sys.argv[1:3])
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A Jupyter kernel manager whose kernels run under bubblewrap: the notebook's folder is
+    their only writable place, and they talk to nbgrader over Unix sockets (no network)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        if shutil.which("bwrap"):
+            self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-")
+            self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        cwd = kw.get("cwd") or os.getcwd()
+        prefix = bwrap_prefix(cwd, writable=[getattr(self, "_sockets", cwd)], readable=[self.connection_file])
+        if not prefix:
+            warnings.warn("bubblewrap (bwrap) not found: the learner's kernel runs WITHOUT a sandbox")
+        kw["env"] = {**kw.get("env", os.environ), "HOME": cwd, "MPLCONFIGDIR": os.path.join(cwd, ".mpl")}
+        return await super()._async_launch_kernel(prefix + kernel_cmd, **kw)
+
+    async def _async_cleanup_resources(self, restart=False):
+        await super()._async_cleanup_resources(restart)
+        if not restart and hasattr(self, "_sockets"):
+            shutil.rmtree(self._sockets, ignore_errors=True)

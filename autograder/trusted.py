@@ -11,6 +11,7 @@ import io
 import tokenize
 
 from nbconvert.preprocessors import Preprocessor
+from nbgrader.preprocessors import Execute
 from nbformat.v4 import new_output
 
 from . import sandbox, score
@@ -64,6 +65,14 @@ def exercise_of(notebook_name):
         if ex.notebook == notebook_name + ".ipynb":
             return key
     return None
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute, with the learner's kernel inside the sandbox."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["kernel_manager_class"] = sandbox.SandboxedKernelManager
+        super().__init__(*args, **kwargs)
 
 
 class TrustedScores(Preprocessor):
