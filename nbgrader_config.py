@@ -1,11 +1,10 @@
-"""nbgrader configuration: the course is rooted here, with one assignment, backprop_ninja."""
+"""nbgrader configuration: the course is rooted here; its one assignment is backprop_ninja."""
 import os
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "backprop_ninja"
-c.CourseDirectory.assignment_id = "backprop_ninja"
 
 # The learner's stub must leave the notebook runnable (Run All reaches the checks, which
 # report a missing gradient), so no `raise NotImplementedError()` in the stub.
