@@ -26,3 +26,8 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+
+# Submissions are read robustly and rebuilt on the release notebook (autograder/repair.py),
+# so a broken file, deleted or duplicated cells or changed metadata cost that learner only
+# what they deserve, never the rest of the class.
+c.Autograde.exporter_class = "autograder.repair.RepairingExporter"

@@ -1,4 +1,5 @@
 """Run nbgrader on a copy of the course: generate the release, autograde, read the scores."""
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,9 @@ def copy_course(dest, root=ROOT):
 
 def nbgrader(course, *args, check=True):
     """Run `nbgrader ARGS` in the course folder; return the completed process."""
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+    # nbgrader runs `alembic` from PATH when it creates a gradebook: the venv's bin first
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True)
     if check and proc.returncode:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -1,0 +1,113 @@
+"""Read a submission whatever state it is in, and rebuild it on the release notebook.
+
+nbgrader reads the submitted file itself; a file that is not JSON, an old format, deleted,
+duplicated or renamed cells, changed points or kernel make it skip the learner or stop the
+whole class. RepairingExporter (registered in nbgrader_config.py) reads the file robustly and
+rebuilds the notebook on the release: the release's cells and metadata, the learner's answer
+cells (by grade id) and their own extra cells. What was repaired is said in a note at the top,
+which the feedback shows.
+"""
+import copy
+import json
+from pathlib import Path
+
+import nbformat
+from nbconvert.exporters import NotebookExporter
+from nbformat.v4 import new_markdown_cell
+
+MAX_SOURCE = 200_000  # characters of one answer cell kept
+
+
+def grade_id(cell):
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def read_any(path):
+    """(notebook or None, problem or '') for whatever is at path."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            return None, "the submitted file is empty"
+        nb = nbformat.reads(text, as_version=4)  # converts older formats
+        nb.cells  # noqa: B018 (a notebook has cells)
+        return nb, ""
+    except (json.JSONDecodeError, ValueError) as e:
+        return None, f"the submitted file is not a valid notebook ({type(e).__name__}: {str(e)[:120]})"
+    except Exception as e:  # any other malformed content
+        return None, f"the submitted file could not be read as a notebook ({type(e).__name__})"
+
+
+def rebuild(learner, template):
+    """The template (release) notebook with the learner's answers and extra cells; problems."""
+    problems = []
+    answers = [c for c in template.cells if c.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    known = {grade_id(c) for c in template.cells}
+    mine, extras, unknown, last = {}, {}, [], None
+    for cell in (learner.cells if learner else []):
+        gid = grade_id(cell)
+        if gid in known:
+            if gid in mine and gid in {grade_id(a) for a in answers}:
+                problems.append(f"cell `{gid}` appears more than once: the last one is graded")
+            mine[gid] = cell
+            last = gid
+        elif gid is not None and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            unknown.append(cell)  # an answer cell whose id was changed
+        elif gid is None:
+            extras.setdefault(last, []).append(cell)
+    for a in answers:
+        if grade_id(a) not in mine and unknown:
+            mine[grade_id(a)] = unknown.pop(0)
+            problems.append(f"answer cell `{grade_id(a)}` had its id changed: graded as that answer")
+    out = copy.deepcopy(template)
+    cells = [copy.deepcopy(c) for c in extras.get(None, []) if c.cell_type != "raw"]
+    for cell in out.cells:
+        gid = grade_id(cell)
+        theirs = mine.get(gid)
+        if cell in answers or cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            if theirs is None and learner is not None:
+                problems.append(f"answer cell `{gid}` is missing: graded as not answered")
+            elif theirs is not None:
+                cell.source = str(theirs.get("source", ""))[:MAX_SOURCE]
+        elif learner is not None and (theirs is None or theirs.get("source") != cell.source):
+            problems.append(f"locked cell `{gid}` was {'deleted' if theirs is None else 'edited'}: restored")
+        cells.append(cell)
+        cells += [copy.deepcopy(c) for c in extras.get(gid, []) if c.cell_type != "raw"]
+    for c in cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None  # outputs are recomputed (and may be huge)
+        c.pop("attachments", None) if c.cell_type == "code" else None
+    out.cells = cells
+    if learner is not None and learner.metadata.get("kernelspec", {}).get("name") != template.metadata.get("kernelspec", {}).get("name"):
+        problems.append("the notebook's kernel was changed: graded with Python 3")
+    nbformat.validator.normalize(out)
+    return out, problems
+
+
+def note_cell(problems):
+    text = "**Grading note.** This submission was repaired before grading:\n\n" + "\n".join(
+        f"- {p}" for p in problems)
+    return new_markdown_cell(text, id="grading_note")
+
+
+class RepairingExporter(NotebookExporter):
+    """nbgrader's notebook exporter, reading submissions robustly onto the release notebook."""
+
+    def template_for(self, resources):
+        coursedir = getattr(self.parent, "coursedir", None)
+        nbgr = (resources or {}).get("nbgrader", {})
+        if coursedir is None or "assignment" not in nbgr:
+            return None
+        path = Path(coursedir.format_path(coursedir.release_directory, ".", nbgr["assignment"])) / (
+            nbgr["notebook"] + ".ipynb")
+        return nbformat.read(path, as_version=4) if path.exists() else None
+
+    def from_filename(self, filename, resources=None, **kw):
+        template = self.template_for(resources)
+        if template is None or self.parent.coursedir.submitted_directory not in Path(filename).parts:
+            return super().from_filename(filename, resources, **kw)
+        learner, problem = read_any(filename)
+        nb, problems = rebuild(learner, template)
+        problems = [problem] * bool(problem) + problems
+        if problems:
+            nb.cells.insert(0, note_cell(problems))
+        return self.from_notebook_node(nb, resources, **kw)
