@@ -70,6 +70,8 @@ def rebuild(learner, template):
                 cell.source = str(theirs.get("source", ""))[:MAX_SOURCE]
         elif learner is not None and (theirs is None or theirs.get("source") != cell.source):
             problems.append(f"locked cell `{gid}` was {'deleted' if theirs is None else 'edited'}: restored")
+        if theirs is not None and theirs.metadata.get("nbgrader", {}).get("points") != cell.metadata.get("nbgrader", {}).get("points"):
+            problems.append(f"the points of cell `{gid}` were changed: restored")
         cells.append(cell)
         cells += [copy.deepcopy(c) for c in extras.get(gid, []) if c.cell_type != "raw"]
     for c in cells:
