@@ -39,7 +39,8 @@ class Verdict:
 
     def summary(self):
         mark = "ok" if self.ok else "WRONG"
-        return f"d{self.name}: {mark} ({self.points:g}/{self.max_points:g})" + (
+        label = f"d{self.name}" if self.name in EXERCISES[self.exercise].grads else self.name
+        return f"{label}: {mark} ({self.points:g}/{self.max_points:g})" + (
             f": {self.message}" if self.message else "")
 
 

@@ -1,10 +1,10 @@
 """Replay and score answers directly (no nbgrader): the lecture's solutions and single mistakes."""
 import pytest
-import solutions
 
 from autograder import replay, score
 from autograder.examples import MISTAKES
 from autograder.exercises import EXERCISES
+from conftest import solution_cells
 
 
 def grade(exercise, cells):
@@ -13,7 +13,7 @@ def grade(exercise, cells):
 
 @pytest.mark.parametrize("exercise", list(EXERCISES))
 def test_the_lectures_solutions_score_full_marks(exercise):
-    verdicts = grade(exercise, solutions.ALL[exercise])
+    verdicts = grade(exercise, solution_cells(exercise))
     assert [v.name for v in verdicts.values() if not v.ok] == []
     assert sum(v.points for v in verdicts.values()) == sum(v.max_points for v in verdicts.values())
 
@@ -22,7 +22,7 @@ def test_the_lectures_solutions_score_full_marks(exercise):
 def test_a_single_mistake_costs_only_its_own_step(mistake):
     """Does each typical mistake lose exactly the points of the gradient where it is made?"""
     ex, cell_id, old, new, broken = MISTAKES[mistake]
-    cells = dict(solutions.ALL[ex])
+    cells = dict(solution_cells(ex))
     cells[cell_id] = cells[cell_id].replace(old, new)
     verdicts = grade(ex, cells)
     assert sorted(v.name for v in verdicts.values() if not v.ok) == sorted(broken)
@@ -30,7 +30,7 @@ def test_a_single_mistake_costs_only_its_own_step(mistake):
 
 def test_a_hard_coded_batch_size_is_caught():
     """Is `1/32` written for `1/n` caught by the hidden batch sizes?"""
-    cells = dict(solutions.EX1, ex1_loss_chain=solutions.EX1["ex1_loss_chain"].replace("-1.0 / n", "-1.0 / 32"))
+    cells = dict(solution_cells('ex1'), ex1_loss_chain=solution_cells('ex1')["ex1_loss_chain"].replace("-1.0 / n", "-1.0 / 32"))
     verdicts = grade("ex1", cells)
     assert [v.name for v in verdicts.values() if not v.ok] == ["logprobs"]
     notebook_rows = [r for case, kind, r in verdicts["logprobs"].rows if case == "notebook"]
@@ -38,7 +38,7 @@ def test_a_hard_coded_batch_size_is_caught():
 
 
 def test_an_answer_that_raises_loses_only_what_it_did_not_define():
-    cells = dict(solutions.EX1, ex1_second_layer="dh = dlogits @ W2.T\nraise ValueError('oops')")
+    cells = dict(solution_cells('ex1'), ex1_second_layer="dh = dlogits @ W2.T\nraise ValueError('oops')")
     verdicts = grade("ex1", cells)
     wrong = {v.name: v.message for v in verdicts.values() if not v.ok}
     assert sorted(wrong) == ["W2", "b2", "hpreact"]
@@ -46,6 +46,6 @@ def test_an_answer_that_raises_loses_only_what_it_did_not_define():
 
 
 def test_a_wrong_ex4_backward_fails_the_training_run():
-    cells = {"ex4_backward": solutions.EX4["ex4_backward"].replace("n / (n - 1)", "1")}
+    cells = {"ex4_backward": solution_cells('ex4')["ex4_backward"].replace("n / (n - 1)", "1")}
     verdicts = grade("ex4", cells)
     assert not verdicts["training"].ok and not verdicts["W1"].ok and verdicts["W2"].ok

@@ -5,17 +5,16 @@ import subprocess
 import threading
 
 import pytest
-import solutions
 
 from autograder import sandbox
 from autograder.trusted import forbidden, trusted_verdicts
-from conftest import ROOT
+from conftest import ROOT, solution_cells
 
 STAGE1 = ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits"]
 
 
 def ex1(**cells):
-    verdicts = trusted_verdicts("ex1", list({**solutions.EX1, **cells}.items()))
+    verdicts = trusted_verdicts("ex1", list({**solution_cells('ex1'), **cells}.items()))
     return {k: v for k, v in verdicts.items() if not v.ok}
 
 
@@ -54,7 +53,7 @@ def test_patching_the_comparison_in_the_learners_process_changes_nothing():
 
 def test_a_hanging_statement_costs_only_its_own_gradient(monkeypatch):
     monkeypatch.setitem(sandbox.LIMITS, "statement_seconds", 1)
-    wrong = ex1(ex1_loss_chain=solutions.EX1["ex1_loss_chain"].replace(
+    wrong = ex1(ex1_loss_chain=solution_cells('ex1')["ex1_loss_chain"].replace(
         "dlogprobs[range(n), Yb] = -1.0 / n", "while True:\n    pass"))
     assert list(wrong) == ["logprobs"]
 
@@ -62,7 +61,7 @@ def test_a_hanging_statement_costs_only_its_own_gradient(monkeypatch):
 @pytest.mark.parametrize("src", ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise KeyboardInterrupt",
                                  "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
 def test_exiting_the_interpreter_costs_only_that_answer(src):
-    wrong = ex1(ex1_second_layer=src + "\n" + solutions.EX1["ex1_second_layer"])
+    wrong = ex1(ex1_second_layer=src + "\n" + solution_cells('ex1')["ex1_second_layer"])
     assert sorted(wrong) == [], "the statements after the exit attempt still run"
     assert not ex2(src).ok
 

@@ -51,34 +51,28 @@ dlogits /= n"""}
 EX3 = {"ex3_dhprebn": """\
 dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))"""}
 
-EX4 = {"ex4_backward": '''\
-def backward(Xb, Yb, parameters, cache):
-    """Gradients of the loss for [C, W1, b1, W2, b2, bngain, bnbias], in that order."""
-    C, W1, b1, W2, b2, bngain, bnbias = parameters
-    emb, embcat, bnraw, bnvar_inv, h, logits = (cache[k] for k in
-        ("emb", "embcat", "bnraw", "bnvar_inv", "h", "logits"))
-    n = Xb.shape[0]
-    # cross-entropy in one go (Exercise 2)
-    dlogits = F.softmax(logits, 1)
-    dlogits[range(n), Yb] -= 1
-    dlogits /= n
-    # second linear layer
-    dh = dlogits @ W2.T
-    dW2 = h.T @ dlogits
-    db2 = dlogits.sum(0)
-    # tanh
-    dhpreact = (1.0 - h**2) * dh
-    # BatchNorm: gain and bias, then the layer in one go (Exercise 3)
-    dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
-    dbnbias = dhpreact.sum(0, keepdim=True)
-    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
-    # first linear layer
-    dembcat = dhprebn @ W1.T
-    dW1 = embcat.T @ dhprebn
-    db1 = dhprebn.sum(0)
-    # embedding: every use of a row of C adds its gradient (vectorised, no Python loop)
-    demb = dembcat.view(emb.shape)
-    dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
-    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]'''}
+EX4 = {"ex4_backward": """\
+# cross-entropy in one go (Exercise 2)
+dlogits = F.softmax(logits, 1)
+dlogits[range(n), Yb] -= 1
+dlogits /= n
+# second linear layer
+dh = dlogits @ W2.T
+dW2 = h.T @ dlogits
+db2 = dlogits.sum(0)
+# tanh
+dhpreact = (1.0 - h**2) * dh
+# BatchNorm: gain and bias, then the layer in one go (Exercise 3)
+dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+dbnbias = dhpreact.sum(0, keepdim=True)
+dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+# first linear layer
+dembcat = dhprebn @ W1.T
+dW1 = embcat.T @ dhprebn
+db1 = dhprebn.sum(0)
+# embedding: every use of a row of C adds its gradient (vectorised, no Python loop)
+demb = dembcat.view(emb.shape)
+dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))"""}
+
 
 ALL = {"ex1": EX1, "ex2": EX2, "ex3": EX3, "ex4": EX4}
