@@ -61,17 +61,19 @@ def _statements(cell_id, src):
     return [compile(ast.Module([stmt], type_ignores=[]), f"<{cell_id}>", "exec") for stmt in tree.body]
 
 
-def run_cells(sources, ns, stages=None, shapes=None, fill=None):
+def run_cells(sources, ns, stages=None, shapes=None, stand_ins=None):
     """Execute each (cell_id, source) in ns, one top-level statement at a time, silencing
     output; a statement that raises is recorded and the next one runs.
 
     Returns ({cell_id: error}, {variable: the learner's answer}). With stages = {cell_id:
-    [variables it must define]}, shapes and fill = {variable: expected shape / reference value}:
+    [variables it must define]}, shapes = {variable: expected shape} and stand_ins = {variable:
+    a random tensor of that shape}:
     - a variable's answer is its last value up to the end of its own cell;
-    - a misshapen answer with the right number of elements is reshaped in the namespace, and
-      once its cell is done a missing or unusable one is replaced by the reference, so that
-      later steps are judged on their own, not thrown off by an earlier mistake."""
-    stages, shapes, fill = stages or {}, shapes or {}, fill or {}
+    - so that later steps are judged on their own, not thrown off by an earlier mistake, the
+      namespace gets a misshapen answer reshaped (right number of elements) or else replaced
+      by its random stand-in, as are a NaN/inf answer and, once its cell is done, a missing
+      one. Stand-ins are random, not the reference, so they give nothing away."""
+    stages, shapes, stand_ins = stages or {}, shapes or {}, stand_ins or {}
     errors, answers, seen, open_vars = {}, {}, {}, [v for vs in stages.values() for v in vs]
     for cell_id, src in sources:
         try:
@@ -91,14 +93,17 @@ def run_cells(sources, ns, stages=None, shapes=None, fill=None):
                                                         and torch.equal(v, seen[var])):
                     continue
                 answers[var] = v.detach().clone()
-                if not broadcast_equal(v.shape, shapes[var]) and v.numel() == math.prod(shapes[var]):
-                    ns[var] = v.detach().reshape(shapes[var]).clone()
+                if not broadcast_equal(v.shape, shapes[var]):
+                    ns[var] = (v.detach().reshape(shapes[var]).clone() if v.numel() == math.prod(shapes[var])
+                               else stand_ins[var].clone())
+                if not torch.isfinite(ns[var]).all():
+                    ns[var] = stand_ins[var].clone()
                 seen[var] = ns[var].detach().clone()
         for var in stages.get(cell_id, []):  # this cell's answers are final
             open_vars.remove(var)
             v = ns.get(var)
             if not (isinstance(v, torch.Tensor) and broadcast_equal(v.shape, shapes[var])):
-                ns[var] = fill[var].clone()
+                ns[var] = stand_ins[var].clone()
     return errors, answers
 
 
@@ -127,8 +132,9 @@ def replay_case(ex, sources, params, Xb, Yb, ref, values):
     if ex.key == "ex3":
         ns["dhpreact"] = ref["hpreact"].clone()  # given: the gradient flowing into BatchNorm
     stages = {cell: ["d" + k for k in names] for cell, names in ex.answer_cells.items()}
-    errors, answers = run_cells(sources, ns, stages, {"d" + k: tuple(values[k].shape) for k in ex.grads},
-                                {"d" + k: ref[k] for k in ex.grads})
+    g = torch.Generator().manual_seed(0)
+    stand_ins = {"d" + k: torch.randn(ref[k].shape, generator=g) * ref[k].abs().mean() for k in ex.grads}
+    errors, answers = run_cells(sources, ns, stages, {"d" + k: tuple(values[k].shape) for k in ex.grads}, stand_ins)
     grads = {k: answers.get("d" + k) for k in ex.grads}
     # what later steps saw, where a misshapen answer was reshaped (see run_cells)
     grads.update({f"seen:{k}": _defined(ns, "d" + k) for k in ex.grads})

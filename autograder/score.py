@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import torch
 
 from . import model
-from .compare import compare, broadcast_equal
+from .compare import broadcast_equal, compare
+from .diagnose import diagnose
 from .exercises import CASES, EXERCISES, case_inputs, sgd_run, training_batches
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
@@ -65,10 +66,10 @@ def _upstream(learner, ref):
 
 
 def references(ex, case):
-    """(expected per name given learner upstream -> callable, end-to-end reference dict)."""
+    """(forward values, autograd's gradients, (Xb, Yb)) for one case."""
     params, Xb, Yb = case_inputs(case, ex.n_hidden)
     if ex.key == "ex4":
-        return None, dict(zip(model.PARAM_NAMES, model.autograd_step_grads(list(params.values()), Xb, Yb))), None
+        return None, dict(zip(model.PARAM_NAMES, model.autograd_step_grads(list(params.values()), Xb, Yb))), (Xb, Yb)
     ref, values = model.reference_grads(params, Xb, Yb)
     return values, ref, (Xb, Yb)
 
@@ -77,30 +78,41 @@ def score(exercise, tensors, errors):
     """{name: Verdict} for every graded item of the exercise, from replay's output."""
     ex = EXERCISES[exercise]
     verdicts = {k: Verdict(exercise, k, p) for k, p in {**ex.grads, **ex.extra_tests}.items()}
-    ok = {k: True for k in ex.grads}
+    failed = {k: [] for k in ex.grads}  # (case, diagnosis) where the gradient was judged wrong
     for case in CASES:
-        values, ref, batch = references(ex, case)
+        values, ref, (Xb, Yb) = references(ex, case)
         learner = {k: tensors.get(f"{case[0]}/{k}") for k in ex.grads}
         seen = {k: tensors.get(f"{case[0]}/seen:{k}") for k in ex.grads}
         up = _upstream(seen, ref) if ex.key == "ex1" else None
         for k in ex.grads:
             v = verdicts[k]
-            e2e = _compare(k, learner[k], ref[k])
-            v.rows.append((case[0], "end-to-end", e2e))
-            judged = e2e
-            if up is not None:
-                judged = _compare(k, learner[k], model.local_grad(k, values, up, *batch))
-                v.rows.append((case[0], "local", judged))
-            ok[k] &= _judge(judged)
-    for k in ex.grads:
-        verdicts[k].ok = ok[k]
-    if "training" in ex.extra_tests:
-        verdicts["training"] = _score_training(tensors, verdicts["training"])
+            expected = ref[k]
+            v.rows.append((case[0], "end-to-end", _compare(k, learner[k], ref[k])))
+            if up is not None:  # Exercise 1: judged on its own step, given the learner's upstream
+                expected = model.local_grad(k, values, up, Xb, Yb)
+                v.rows.append((case[0], "local", _compare(k, learner[k], expected)))
+            if not _judge(v.rows[-1][2]):
+                failed[k].append((case, diagnose(learner[k], expected, Xb.shape[0])))
     cell_errors = sorted(set(errors.values()))
     for k in ex.grads:
-        if not verdicts[k].ok:
-            verdicts[k].message = _message(verdicts[k], cell_errors)
+        verdicts[k].ok = not failed[k]
+        if failed[k]:
+            verdicts[k].message = _message(failed[k], cell_errors)
+    if "training" in ex.extra_tests:
+        verdicts["training"] = _score_training(tensors, verdicts["training"])
     return verdicts
+
+
+def _message(failed, cell_errors):
+    """Why a gradient is wrong: missing (and the error met), right on the notebook's batch only,
+    or the likely mistake on the first case where it failed."""
+    (case, why), names = failed[0], [c[0] for c, _ in failed]
+    if why == "not defined":
+        return "not defined" + (f" (your answer raised {cell_errors[0]})" if cell_errors else "")
+    if "notebook" not in names and case[3] != 32:
+        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?"
+    where = "on the notebook's batch" if case[0] == "notebook" else f"on a hidden batch of {case[3]}"
+    return f"does not match {where}" + (f": {why}" if why else "")
 
 
 def _score_training(tensors, v):
@@ -116,17 +128,3 @@ def _score_training(tensors, v):
     v.ok = worst <= TRAIN_RTOL
     v.message = f"parameters after the short run differ from autograd's twin by {worst:.1e} (relative)"
     return v
-
-
-def _message(v, cell_errors):
-    judged = "local" if any(kind == "local" for _, kind, _ in v.rows) else "end-to-end"
-    rows = [r for _, kind, r in v.rows if kind == judged]
-    missing = [r for r in rows if r.shape is None]
-    if missing:
-        why = missing[0].note
-        return why + (f" (your answer raised {cell_errors[0]})" if cell_errors else "")
-    shaped = [r for r in rows if r.note.startswith("wrong shape")]
-    if shaped:
-        return f"shape {shaped[0].shape}, {shaped[0].note}"
-    worst = max(rows, key=lambda r: r.maxdiff)
-    return f"does not match (maxdiff {worst.maxdiff:.1e})"
