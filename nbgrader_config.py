@@ -16,6 +16,7 @@ c.Execute.timeout = 120
 # The score that counts is computed outside the learner's kernel: after nbgrader has run the
 # notebook, TrustedScores replays the answers in a sandboxed process and rewrites each graded
 # cell's result (see autograder/trusted.py). The rest is nbgrader's default list.
+os.environ["BACKPROP_NINJA_TRUSTED"] = "1"  # the in-kernel tests leave scoring to TrustedScores
 c.Autograde.autograde_preprocessors = [
     "autograder.trusted.SandboxedExecute",  # nbgrader's Execute, the kernel in a sandbox
     "autograder.trusted.TrustedScores",

@@ -41,9 +41,20 @@ def solved(release_nb, source_nb):
     for cell in release_nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in answers:
-            cell.source = "\n".join(l for l in answers[gid].splitlines()
-                                    if "### BEGIN SOLUTION" not in l and "### END SOLUTION" not in l)
+            cell.source = strip_markers(answers[gid])
     return release_nb
+
+
+def strip_markers(src):
+    return "\n".join(l for l in src.splitlines() if "### BEGIN SOLUTION" not in l and "### END SOLUTION" not in l)
+
+
+def solution_sources(exercise, root=None):
+    """{answer cell id: source} of the instructor solution in source/, as a learner would submit it."""
+    from .course import ROOT
+    from .hidden import answer_sources
+    nb = nbformat.read(Path(root or ROOT) / "source" / "backprop_ninja" / EXERCISES[exercise].notebook, as_version=4)
+    return {cell: strip_markers(src) for cell, src in answer_sources(nb, EXERCISES[exercise].answer_cells)}
 
 
 def write_submissions(course, assignment="backprop_ninja", mistakes=MISTAKES):

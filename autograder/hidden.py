@@ -40,8 +40,14 @@ def verdicts(exercise, notebook=None):
     return _cache[exercise][1]
 
 
+TRUSTED = "BACKPROP_NINJA_TRUSTED"  # set by nbgrader_config.py: TrustedScores rewrites the scores
+
+
 def grade(exercise, name):
     """Points earned by one graded item (a gradient name, or 'training'); prints why."""
+    if os.environ.get(TRUSTED) and os.environ.get("NBGRADER_EXECUTION"):
+        print("scored outside this kernel by the trusted grader")
+        return 0.0
     try:
         v = verdicts(exercise)[name]
     except FileNotFoundError:

@@ -10,8 +10,7 @@ Registered in nbgrader_config.py after Execute.
 import io
 import tokenize
 
-from nbconvert.preprocessors import Preprocessor
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbformat.v4 import new_output
 
 from . import sandbox, score
@@ -75,7 +74,7 @@ class SandboxedExecute(Execute):
         super().__init__(*args, **kwargs)
 
 
-class TrustedScores(Preprocessor):
+class TrustedScores(NbGraderPreprocessor):
     """Rewrite the outputs of the graded test cells with the trusted scores."""
 
     def preprocess(self, nb, resources):

@@ -1,6 +1,8 @@
 """End to end, with real nbgrader runs on a temporary copy of the course."""
+import copy
 import csv
 
+import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
@@ -8,11 +10,57 @@ from autograder import course, examples
 from autograder.exercises import EXERCISES
 
 
+EX2 = "ex2_cross_entropy.ipynb"
+
+
+def gid(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def bad_inputs(c):
+    """Exercise 2 submissions, each broken in one way, as {student: file text}."""
+    good = nbformat.read(c / "submitted" / "solutions" / course.ASSIGNMENT / EX2, as_version=4)
+
+    def edited(fn):
+        nb = copy.deepcopy(good)
+        fn(nb)
+        return nbformat.writes(nb)
+
+    def set_points(nb):
+        next(x for x in nb.cells if gid(x) == "test_ex2_dlogits").metadata.nbgrader["points"] = 100
+
+    def cheat(nb):  # patch the in-kernel grader and print a fake score, with a wrong answer
+        next(x for x in nb.cells if gid(x) == "ex2_dlogits").source = (
+            "import autograder.hidden as h\nh.grade = lambda *a: 4.0\ngrade = h.grade\n"
+            "dlogits = torch.zeros_like(logits)")
+    return {
+        "submitted-not-json": '{"cells": [',
+        "submitted-empty": "",
+        "submitted-test-cell-deleted": edited(lambda nb: nb.cells.remove(next(x for x in nb.cells if gid(x) == "test_ex2_dlogits"))),
+        "submitted-answer-duplicated": edited(lambda nb: nb.cells.append(copy.deepcopy(next(x for x in nb.cells if gid(x) == "ex2_dlogits")))),
+        "submitted-locked-cell-changed": edited(lambda nb: setattr(next(x for x in nb.cells if gid(x) == "setup_forward"), "source", "logits = 0")),
+        "submitted-points-changed": edited(set_points),
+        "submitted-wrong-kernel": edited(lambda nb: nb.metadata.update(kernelspec={"name": "ir", "display_name": "R", "language": "R"})),
+        "submitted-huge-outputs": edited(lambda nb: nb.cells[1].outputs.append(nbformat.v4.new_output("stream", name="stdout", text="x" * 20_000_000))),
+        "submitted-cheat-attempt": edited(cheat),
+    }
+
+
+# student -> Exercise 2 score it must get (4 points possible)
+BAD_INPUT_SCORES = {"submitted-not-json": 0, "submitted-empty": 0, "submitted-test-cell-deleted": 4,
+                    "submitted-answer-duplicated": 4, "submitted-locked-cell-changed": 4,
+                    "submitted-points-changed": 4, "submitted-wrong-kernel": 4,
+                    "submitted-huge-outputs": 4, "submitted-cheat-attempt": 0}
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     c = course.copy_course(tmp_path_factory.mktemp("course") / "course")
     course.nbgrader(c, "generate_assignment", course.ASSIGNMENT, "--force")
     examples.write_submissions(c)
+    for student, text in bad_inputs(c).items():
+        (c / "submitted" / student / course.ASSIGNMENT).mkdir(parents=True)
+        (c / "submitted" / student / course.ASSIGNMENT / EX2).write_text(text)
     course.nbgrader(c, "autograde", course.ASSIGNMENT, "--force")
     return c
 
@@ -55,3 +103,36 @@ def test_feedback_and_export(graded):
     most = float(rows["solutions"]["max_score"])
     assert float(rows["solutions"]["score"]) == most and float(rows["blank"]["score"]) == 0
     assert float(rows["bessel_n"]["score"]) == sum(EXERCISES["ex1"].grads.values()) - 1
+
+
+@pytest.mark.parametrize("student", list(BAD_INPUT_SCORES))
+def test_a_bad_submission_gets_the_score_it_deserves_and_a_note(graded, student):
+    """Is each broken submission graded (the class goes on), with the score it deserves and,
+    where it was repaired, a note saying what was wrong?"""
+    assert course.scores(graded)[student]["ex2_cross_entropy"] == (BAD_INPUT_SCORES[student], 4)
+    nb = nbformat.read(graded / "autograded" / student / course.ASSIGNMENT / EX2, as_version=4)
+    note = {"submitted-not-json": "not a valid notebook", "submitted-empty": "empty",
+            "submitted-test-cell-deleted": "deleted: restored", "submitted-answer-duplicated": "more than once",
+            "submitted-locked-cell-changed": "edited: restored", "submitted-points-changed": "points",
+            "submitted-wrong-kernel": "kernel"}.get(student)  # outputs are always recomputed: no note
+    text = nb.cells[0].source
+    if note:
+        assert text.startswith("**Grading note.**") and note in text, text
+    else:
+        assert "Grading note" not in text
+
+
+def test_the_cheat_attempt_is_shown_the_trusted_verdict(graded):
+    nb = nbformat.read(graded / "autograded" / "submitted-cheat-attempt" / course.ASSIGNMENT / EX2, as_version=4)
+    test = next(c for c in nb.cells if gid(c) == "test_ex2_dlogits")
+    assert "dlogits: WRONG" in "".join(o.get("text", "") for o in test.outputs)
+
+
+def test_the_per_gradient_report(graded, tmp_path):
+    """Does the class report list each gradient's score and verdict, and draw the plot?"""
+    from autograder import report
+    report.main(["--course", str(graded), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png")])
+    table = list(csv.DictReader(open(tmp_path / "g.csv")))
+    row = next(r for r in table if r["student"] == "missing_1_over_n" and r["item"] == "logprobs")
+    assert float(row["score"]) == 0 and "factor of n" in row["verdict"]
+    assert (tmp_path / "m.png").stat().st_size > 1000
