@@ -65,12 +65,17 @@ _warned = False
 
 def run(exercise, sources):
     """(tensors, errors) from replaying sources [(cell_id, source)] in a sandboxed child."""
+    return run_many({exercise: sources})[exercise]
+
+
+def run_many(jobs):
+    """{exercise: (tensors, errors)} for jobs {exercise: sources}, all in one sandboxed child
+    (one learner's answers: Python and torch start once)."""
     global _warned
     with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
         scratch = Path(scratch)
         job, out = scratch / "job.json", scratch / "out.pt"
-        job.write_text(json.dumps({"exercise": exercise, "sources": sources,
-                                   "statement_seconds": LIMITS["statement_seconds"]}))
+        job.write_text(json.dumps({"jobs": jobs, "statement_seconds": LIMITS["statement_seconds"]}))
         prefix = bwrap_prefix(scratch)
         if not prefix and not _warned:
             _warned = True
@@ -102,7 +107,7 @@ def run(exercise, sources):
             raise SandboxError(f"the process running your code {why}" + (f": {tail[-1]}" if tail else ""))
         try:
             result = torch.load(out, weights_only=True)
-            return dict(result["tensors"]), dict(result["errors"])
+            return {ex: (dict(result[ex]["tensors"]), dict(result[ex]["errors"])) for ex in jobs}
         except Exception as e:
             raise SandboxError(f"the results of your code could not be read ({type(e).__name__})") from None
 
@@ -128,12 +133,15 @@ def main(job_path, out_path):
     job = json.loads(Path(job_path).read_text())
     torch.set_num_threads(1)
     replay.STATEMENT_SECONDS = job["statement_seconds"]
-    prepared = replay.prepare(job["exercise"])
+    prepared = {ex: replay.prepare(ex) for ex in job["jobs"]}
     _harden()
-    tensors, errors = replay.replay(job["exercise"], [tuple(s) for s in job["sources"]], prepared)
-    tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()
-               if isinstance(v, torch.Tensor) and not v.is_sparse}
-    torch.save({"tensors": tensors, "errors": {str(k): str(v)[:500] for k, v in errors.items()}}, out_path)
+    result = {}
+    for ex, sources in job["jobs"].items():
+        tensors, errors = replay.replay(ex, [tuple(s) for s in sources], prepared[ex])
+        tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()
+                   if isinstance(v, torch.Tensor) and not v.is_sparse}
+        result[ex] = {"tensors": tensors, "errors": {str(k): str(v)[:500] for k, v in errors.items()}}
+    torch.save(result, out_path)
 
 
 if __name__ == "__main__":

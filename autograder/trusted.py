@@ -45,18 +45,25 @@ def forbidden(src):
 
 def trusted_verdicts(exercise, sources):
     """{name: Verdict} for answer sources [(cell_id, source)], judged outside the learner's kernel."""
-    ex = EXERCISES[exercise]
-    banned = {cell: why for cell, src in sources if (why := forbidden(src))}
-    runnable = [(cell, src) for cell, src in sources if cell not in banned]
+    return trusted_verdicts_many({exercise: sources})[exercise]
+
+
+def trusted_verdicts_many(answers):
+    """{exercise: {name: Verdict}} for answers {exercise: [(cell_id, source)]} of one learner,
+    replayed in one sandboxed process."""
+    banned = {ex: {cell: why for cell, src in sources if (why := forbidden(src))} for ex, sources in answers.items()}
+    jobs = {ex: [(cell, src) for cell, src in sources if cell not in banned[ex]] for ex, sources in answers.items()}
     try:
-        tensors, errors = sandbox.run(exercise, runnable)
+        results = sandbox.run_many(jobs)
     except sandbox.SandboxError as e:
-        tensors, errors = {}, {"process": str(e)}
-    verdicts = score.score(exercise, tensors, errors)
-    for cell, why in banned.items():
-        for name in ex.answer_cells[cell] or list(verdicts):  # Exercise 4: every item
-            verdicts[name].ok, verdicts[name].message = False, why
-    return verdicts
+        results = {ex: ({}, {"process": str(e)}) for ex in jobs}
+    out = {}
+    for ex, (tensors, errors) in results.items():
+        verdicts = out[ex] = score.score(ex, tensors, errors)
+        for cell, why in banned[ex].items():
+            for name in EXERCISES[ex].answer_cells[cell] or list(verdicts):  # Exercise 4: every item
+                verdicts[name].ok, verdicts[name].message = False, why
+    return out
 
 
 def exercise_of(notebook_name):

@@ -1,0 +1,107 @@
+"""Benchmarks, side by side in one run, printed as a table of figures and ratios:
+
+  1. the training step of Exercise 4: the reference manual backward pass (the instructor
+     solution in source/) against the same step with autograd (same initialisation, batches);
+  2. grading a generated class: the course's pipeline against stock `nbgrader autograde`;
+  3. the whole test command's wall time.
+
+    python benchmarks/bench.py [--steps 3000] [--students 40] [--skip-grading] [--skip-tests]
+"""
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from autograder import model  # noqa: E402
+from autograder.examples import solution_sources  # noqa: E402
+from autograder.exercises import training_set  # noqa: E402
+
+rows = []
+
+
+def report(what, figure, ratio=""):
+    rows.append((what, figure, ratio))
+    print(f"{what:58s} {figure:>16s} {ratio:>10s}", flush=True)
+
+
+def reference_backward():
+    ns = {"torch": torch, "F": F}
+    exec(solution_sources("ex4")["ex4_backward"], ns)
+    return ns["backward"]
+
+
+def bench_step(steps, rounds=5):
+    """Per-step time of autograd vs the manual backward pass, best of alternating rounds."""
+    torch.set_num_threads(1)
+    backward = reference_backward()
+    Xtr, Ytr = training_set()
+    g = torch.Generator().manual_seed(1)
+    batches = [model.sample_batch(Xtr, Ytr, 32, g) for _ in range(steps)]
+    params = list(model.init_params(200).values())
+
+    def autograd_run(ps):
+        for Xb, Yb in batches:
+            loss, _ = model.forward_ex4(Xb, Yb, ps)
+            for p in ps:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for p in ps:
+                    p.add_(p.grad, alpha=-0.1)
+
+    def manual_run(ps):
+        with torch.no_grad():
+            for Xb, Yb in batches:
+                _, cache = model.forward_ex4(Xb, Yb, ps)
+                for p, grad in zip(ps, backward(Xb, Yb, ps, cache)):
+                    p.add_(grad, alpha=-0.1)
+
+    best = {"autograd": 1e9, "manual": 1e9}
+    for _ in range(rounds):
+        for name, run, req in [("autograd", autograd_run, True), ("manual", manual_run, False)]:
+            ps = [p.clone().requires_grad_(req) for p in params]
+            start = time.perf_counter()
+            run(ps)
+            best[name] = min(best[name], (time.perf_counter() - start) / steps)
+    # same first step, same gradients?
+    Xb, Yb = batches[0]
+    _, cache = model.forward_ex4(Xb, Yb, params)
+    worst = max(((m - a).abs().max() / a.abs().max()).item() for m, a in
+                zip(backward(Xb, Yb, params, cache), model.autograd_step_grads(params, Xb, Yb)))
+    report(f"training step, autograd ({steps} steps, 1 thread)", f"{best['autograd'] * 1e6:.0f} us")
+    report("training step, manual backward (reference solution)", f"{best['manual'] * 1e6:.0f} us",
+           f"{best['autograd'] / best['manual']:.2f}x")
+    report("  manual vs autograd gradients, max relative diff", f"{worst:.1e}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--students", type=int, default=40)
+    p.add_argument("--skip-grading", action="store_true")
+    p.add_argument("--skip-tests", action="store_true")
+    args = p.parse_args(argv)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, torch {torch.__version__}\n")
+    bench_step(args.steps)
+    if not args.skip_grading:
+        from grading import bench_grading
+        bench_grading(args.students, report)
+    if not args.skip_tests:
+        start = time.perf_counter()
+        proc = subprocess.run(["make", "test"], cwd=ROOT, capture_output=True, text=True)
+        report("test command (make test)", f"{time.perf_counter() - start:.0f} s",
+               "passed" if proc.returncode == 0 else "FAILED")
+
+
+if __name__ == "__main__":
+    main()
