@@ -94,6 +94,7 @@ def main(argv=None):
           f"Python {platform.python_version()}, torch {torch.__version__}\n")
     bench_step(args.steps)
     if not args.skip_grading:
+        sys.path.insert(0, str(Path(__file__).parent))
         from grading import bench_grading
         bench_grading(args.students, report)
     if not args.skip_tests:
