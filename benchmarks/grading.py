@@ -1,5 +1,6 @@
 """Grading a generated class: the course's pipeline against stock nbgrader (see bench.py)."""
 import copy
+import os
 import resource
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def make_class(root, n):
 
 def timed(cmd, cwd):
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode:
         print(proc.stdout[-1500:], proc.stderr[-1500:], file=sys.stderr)
     return time.perf_counter() - start
