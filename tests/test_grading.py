@@ -136,3 +136,15 @@ def test_the_per_gradient_report(graded, tmp_path):
     row = next(r for r in table if r["student"] == "missing_1_over_n" and r["item"] == "logprobs")
     assert float(row["score"]) == 0 and "factor of n" in row["verdict"]
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_scores_only_mode_agrees_with_nbgrader(graded, tmp_path):
+    """Does `python -m autograder.grade --scores-only` give every learner the same total as
+    `nbgrader autograde` put in the gradebook?"""
+    from autograder import grade
+    assert grade.main(["--course", str(graded), "--scores-only", "--csv", str(tmp_path / "s.csv")]) == 0
+    totals = {}
+    for r in csv.DictReader(open(tmp_path / "s.csv")):
+        totals[r["student"]] = totals.get(r["student"], 0) + float(r["score"])
+    gradebook = {s: sum(v for v, _ in nbs.values()) for s, nbs in course.scores(graded).items()}
+    assert totals == gradebook

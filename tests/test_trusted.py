@@ -115,3 +115,10 @@ except OSError:
     server.close()
     assert v.ok, v.message
     assert not hits and not target.exists()
+
+
+def test_the_same_submission_graded_twice_gets_the_same_scores():
+    cells = dict(solution_cells("ex1"), ex1_batchnorm=solution_cells("ex1")["ex1_batchnorm"].replace("(1.0 / (n - 1))", "(1.0 / n)"))
+    first, second = (trusted_verdicts("ex1", list(cells.items())) for _ in range(2))
+    assert [(v.name, v.points, v.message) for v in first.values()] == \
+           [(v.name, v.points, v.message) for v in second.values()]
