@@ -61,7 +61,7 @@ def compare(name, dt, t):
     if shape != ref_shape:
         if not broadcast_equal(shape, ref_shape):
             return Row(name, shape, ref_shape, note=f"wrong shape, expected {ref_shape}")
-        note = f"shape {shape} accepted for {ref_shape}"
+        note = f"{shape} ok for {ref_shape}"
         dt = dt.reshape(ref_shape)
     dt = dt.detach().to(t.dtype)
     maxdiff = (dt - t).abs().max().item() if t.numel() else 0.0
@@ -78,7 +78,15 @@ def cmp(name, dt, t):
 
 
 def report(names, ns, ref):
-    """Print a row for each d<name> found in namespace ns against ref[name]; then a tally."""
-    rows = [cmp(k, ns.get("d" + k), ref[k]) for k in names]
+    """Print a row for each d<name> found in namespace ns against ref[name], with the likely
+    mistake under a wrong one; then a tally."""
+    from .diagnose import diagnose
+    rows = []
+    for k in names:
+        rows.append(cmp(k, ns.get("d" + k), ref[k]))
+        if rows[-1].shape is not None and not rows[-1].ok:
+            why = diagnose(ns.get("d" + k), ref[k], ns.get("n", 32))
+            if why:
+                print(f"{'':15s}   ^ {why}")
     print(f"{sum(r.ok for r in rows)}/{len(rows)} gradients match")
     return rows

@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import torch
 
-from . import replay, score
+from . import model, replay, score
+from .compare import compare
 from .exercises import EXERCISES
 
 _cache = {}
@@ -58,8 +59,30 @@ def grade(exercise, name):
 
 
 def require(var, ns):
-    """Under `nbgrader validate`, fail if `var` (a gradient or a function) is not defined yet;
-    otherwise do nothing, so that Run All in the learner's notebook never stops here."""
-    if os.environ.get("NBGRADER_VALIDATING") and not (
-            isinstance(ns.get(var), torch.Tensor) or callable(ns.get(var))):
-        raise AssertionError(f"{var} is not defined yet: write it in the answer cell above.")
+    """Under `nbgrader validate`, fail if `var` (a gradient, or Exercise 4's `backward`) is not
+    defined yet or does not match PyTorch on the notebook's own batch; otherwise do nothing,
+    so that Run All in the learner's notebook never stops here."""
+    if not os.environ.get("NBGRADER_VALIDATING"):
+        return
+    if var == "backward":
+        rows = _check_backward(ns)
+    else:
+        rows = [compare(var[1:], ns.get(var), ns["ref"][var[1:]])] if "ref" in ns else []
+    for row in rows:
+        if row.shape is None:
+            raise AssertionError(f"d{row.name} is not defined yet: write it in the answer cell above.")
+        if not row.ok:
+            raise AssertionError(f"d{row.name} does not match PyTorch on this notebook's batch "
+                                 f"(maxdiff {row.maxdiff:.1e}{'; ' + row.note if row.note else ''})")
+
+
+def _check_backward(ns):
+    """cmp rows of the learner's backward against autograd on the notebook's batch."""
+    if not callable(ns.get("backward")):
+        return [compare("C", None, torch.zeros(1))]
+    params = [p.detach() for p in ns["parameters"]]
+    with torch.no_grad():
+        _, cache = model.forward_ex4(ns["Xb"], ns["Yb"], params)
+        grads = ns["backward"](ns["Xb"], ns["Yb"], params, cache)
+    grads = list(grads) if isinstance(grads, (list, tuple)) else [None] * 7
+    return [compare(k, g, r) for k, g, r in zip(model.PARAM_NAMES, grads, model.autograd_step_grads(params, ns["Xb"], ns["Yb"]))]

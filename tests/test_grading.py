@@ -33,7 +33,21 @@ def bad_inputs(c):
         next(x for x in nb.cells if gid(x) == "ex2_dlogits").source = (
             "import autograder.hidden as h\nh.grade = lambda *a: 4.0\ngrade = h.grade\n"
             "dlogits = torch.zeros_like(logits)")
+    def snoop(nb):  # the learner's kernel tries to read the instructor's files and write outside
+        next(x for x in nb.cells if gid(x) == "ex2_dlogits").source += f"""
+for path in [{str(c / 'source' / course.ASSIGNMENT / EX2)!r}, {str(c / 'gradebook.db')!r}]:
+    try:
+        open(path, "rb").read(10)
+        print("READ", path)
+    except OSError as e:
+        print("blocked", type(e).__name__)
+try:
+    open({str(c / 'pwned.txt')!r}, "w").write("x")
+    print("WROTE")
+except OSError as e:
+    print("blocked", type(e).__name__)"""
     return {
+        "submitted-snooping-kernel": edited(snoop),
         "submitted-not-json": '{"cells": [',
         "submitted-empty": "",
         "submitted-test-cell-deleted": edited(lambda nb: nb.cells.remove(next(x for x in nb.cells if gid(x) == "test_ex2_dlogits"))),
@@ -47,7 +61,7 @@ def bad_inputs(c):
 
 
 # student -> Exercise 2 score it must get (4 points possible)
-BAD_INPUT_SCORES = {"submitted-not-json": 0, "submitted-empty": 0, "submitted-test-cell-deleted": 4,
+BAD_INPUT_SCORES = {"submitted-snooping-kernel": 4, "submitted-not-json": 0, "submitted-empty": 0, "submitted-test-cell-deleted": 4,
                     "submitted-answer-duplicated": 4, "submitted-locked-cell-changed": 4,
                     "submitted-points-changed": 4, "submitted-wrong-kernel": 4,
                     "submitted-huge-outputs": 4, "submitted-cheat-attempt": 0}
@@ -148,3 +162,12 @@ def test_scores_only_mode_agrees_with_nbgrader(graded, tmp_path):
         totals[r["student"]] = totals.get(r["student"], 0) + float(r["score"])
     gradebook = {s: sum(v for v, _ in nbs.values()) for s, nbs in course.scores(graded).items()}
     assert totals == gradebook
+
+
+def test_the_learners_kernel_cannot_read_the_course_or_write_outside(graded):
+    """Under autograde, does the learner's kernel fail to read source/ and the gradebook, and
+    to write outside its own folder?"""
+    nb = nbformat.read(graded / "autograded" / "submitted-snooping-kernel" / course.ASSIGNMENT / EX2, as_version=4)
+    out = "".join(o.get("text", "") for c in nb.cells if gid(c) == "ex2_dlogits" for o in c.outputs)
+    assert out.count("blocked") == 3 and "READ" not in out and "WROTE" not in out, out
+    assert not (graded / "pwned.txt").exists()

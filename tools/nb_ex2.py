@@ -52,8 +52,9 @@ probability on the right character, the row is all zeros and nothing moves.
 """),
     locked("ex2_heatmap", """
 if isinstance(globals().get("dlogits"), torch.Tensor) and dlogits.shape == logits.shape:
-    print(f"row sums: max |sum| = {dlogits.sum(1).abs().max().item():.0e} (zero up to float32 rounding)")
-    plt.figure(figsize=(6, 7))
+    worst = dlogits.sum(1).abs().max().item()
+    print(f"row sums: max |sum| = {worst:.0e}", "(zero up to float32 rounding)" if worst < 1e-6 else "(each row should sum to zero)")
+    plt.figure(figsize=(6, 5.5))
     plt.imshow(dlogits * n, cmap="gray")
     plt.colorbar(shrink=0.6, label="dlogits * n")
     plt.xlabel("character (0 is '.', then a..z)")
