@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from . import course, examples
+from . import course, examples, grade
 
 ROOT = course.ROOT
 BUILD = ROOT / "build"
@@ -37,9 +37,10 @@ def run_grading():
     c = course.copy_course(BUILD / "course")
     course.nbgrader(c, "generate_assignment", course.ASSIGNMENT, "--force")
     students = examples.write_submissions(c)
-    print(f"\nautograding {len(students)} example submissions in {c.relative_to(ROOT)} ...")
+    print(f"\nautograding {len(students)} example submissions in {c.relative_to(ROOT)} "
+          "(each typical mistake comes alone, in the one notebook it is in) ...")
     start = time.time()
-    course.nbgrader(c, "autograde", course.ASSIGNMENT, "--force")
+    grade.main(["--course", str(c)])
     print(f"done in {time.time() - start:.0f} s\n")
     print(course.score_table(course.scores(c)))
 
