@@ -125,9 +125,7 @@ def prepare(exercise):
 
 
 def replay_case(ex, sources, params, Xb, Yb, ref, values):
-    """The learner's gradients {name: tensor or None} on one case, and cell errors."""
-    if ex.key == "ex4":
-        return replay_ex4_step(sources, params, Xb, Yb)
+    """The learner's gradients {name: tensor or None} on one case, and cell errors (Exercises 1-3)."""
     ns = namespace(values, Xb, Yb, ex.n_hidden)
     if ex.key == "ex3":
         ns["dhpreact"] = ref["hpreact"].clone()  # given: the gradient flowing into BatchNorm
@@ -164,22 +162,14 @@ def _call_backward(fn, params, Xb, Yb):
     return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:7]], None
 
 
-def replay_ex4_step(sources, params, Xb, Yb):
-    fn, errors = _learner_backward(sources)
-    grads = [None] * len(model.PARAM_NAMES)
-    if fn is not None:
-        got, err = _call_backward(fn, list(params.values()), Xb, Yb)
-        if err:
-            errors["ex4_backward"] = err
-        grads = got or grads
-    return dict(zip(model.PARAM_NAMES, grads)), errors
+def replay_ex4_step(fn, params, Xb, Yb):
+    """The learner's backward on one case: {name: tensor or None}, and its error if any."""
+    grads, err = _call_backward(fn, list(params.values()), Xb, Yb) if fn else (None, None)
+    return dict(zip(model.PARAM_NAMES, grads or [None] * len(model.PARAM_NAMES))), err
 
 
-def replay_ex4_training(sources):
+def replay_ex4_training(fn, errors):
     """Parameters after a short run driven by the learner's backward pass (None if it fails)."""
-    fn, errors = _learner_backward(sources)
-    if fn is None:
-        return None, errors
     params, _, _ = case_inputs(CASES[1], 200)
 
     def grad_fn(ps, Xb, Yb):
@@ -189,7 +179,7 @@ def replay_ex4_training(sources):
         return grads
 
     with torch.no_grad():
-        return sgd_run(grad_fn, list(params.values()), training_batches()), errors
+        return sgd_run(grad_fn, list(params.values()), training_batches())
 
 
 def replay(exercise, sources, prepared=None):
@@ -197,13 +187,21 @@ def replay(exercise, sources, prepared=None):
     ({"<case>/<name>": tensor}, {"<case>/<cell>": error}). Missing gradients are absent."""
     ex = EXERCISES[exercise]
     tensors, errors = {}, {}
+    fn, cell_errors = _learner_backward(sources) if exercise == "ex4" else (None, {})  # run the cell once
     for name, *inputs in prepared or prepare(exercise):
-        grads, errs = replay_case(ex, sources, *inputs)
+        if exercise == "ex4":
+            grads, err = replay_ex4_step(fn, *inputs[:3])
+            errs = {**cell_errors, **({"ex4_backward": err} if err else {})}
+        else:
+            grads, errs = replay_case(ex, sources, *inputs)
         tensors.update({f"{name}/{k}": v for k, v in grads.items() if v is not None})
         errors.update({f"{name}/{k}": v for k, v in errs.items()})
-    if exercise == "ex4":
-        trained, errs = replay_ex4_training(sources)
+    if fn is not None:
+        train_errors = dict(cell_errors)
+        trained = replay_ex4_training(fn, train_errors)
         if trained is not None:
             tensors.update({f"training/{k}": v for k, v in zip(model.PARAM_NAMES, trained)})
-        errors.update({f"training/{k}": v for k, v in errs.items()})
+        errors.update({f"training/{k}": v for k, v in train_errors.items()})
+    elif exercise == "ex4":
+        errors.update({f"training/{k}": v for k, v in cell_errors.items()})
     return tensors, errors
