@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from autograder import model
 from autograder.exercises import CASES, case_inputs
@@ -39,3 +40,7 @@ def test_ex4_forward_is_the_chunked_forward():
     loss, cache = model.forward_ex4(Xb, Yb, list(params.values()))
     t = model.forward(params, Xb, Yb)
     assert torch.allclose(loss, t["loss"]) and torch.allclose(cache["bnraw"], t["bnraw"], atol=1e-6)
+    # the lecture's Exercise 4 writes PyTorch's var and cross-entropy: the same numbers
+    hprebn = cache["hprebn"]
+    assert torch.allclose(cache["bnvar"], hprebn.var(0, keepdim=True, unbiased=True), rtol=1e-6)
+    assert torch.allclose(loss, F.cross_entropy(cache["logits"], Yb))

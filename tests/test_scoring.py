@@ -46,6 +46,9 @@ def test_an_answer_that_raises_loses_only_what_it_did_not_define():
 
 
 def test_a_wrong_ex4_backward_fails_the_training_run():
-    cells = {"ex4_backward": solution_cells('ex4')["ex4_backward"].replace("n / (n - 1)", "1")}
+    """Bessel's correction forgotten in BatchNorm's backward: dW1 is wrong, so is training."""
+    source = solution_cells('ex4')["ex4_backward"]
+    assert "value=-1 / (n - 1)" in source
+    cells = {"ex4_backward": source.replace("value=-1 / (n - 1)", "value=-1 / n")}
     verdicts = grade("ex4", cells)
     assert not verdicts["training"].ok and not verdicts["W1"].ok and verdicts["W2"].ok
