@@ -4,49 +4,59 @@
     python -m autograder.grade --scores-only [--csv F]     # trusted scores only, no notebook runs
 
 The full mode runs the standard `nbgrader autograde` (trusted scores, sandbox, repair: see
-nbgrader_config.py) for several learners at once; the gradebook, feedback and export work as
-usual afterwards. The scores-only mode skips executing the notebooks: it repairs each
+nbgrader_config.py) for several learners at once, in worker processes that each load nbgrader,
+torch and the course's configuration once, not once per learner; the gradebook, feedback and
+export work as usual afterwards. The scores-only mode skips executing the notebooks: it repairs each
 submission, replays all of one learner's answers in one sandboxed process and writes the
 scores to a CSV, for instructors who need the numbers first.
 """
 import argparse
 import csv
+import multiprocessing
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-import nbformat
 from tqdm import tqdm
 
 from . import course
-from .exercises import EXERCISES
-from .hidden import answer_sources
-from .repair import read_any, rebuild
-from .trusted import trusted_verdicts_many
+from .trusted import learner_answers, trusted_verdicts_many
 
 
 def students(root, assignment=course.ASSIGNMENT):
     return sorted(p.parent.name for p in (Path(root) / "submitted").glob(f"*/{assignment}"))
 
 
-def autograde_one(root, student, assignment=course.ASSIGNMENT):
-    proc = course.nbgrader(root, "autograde", assignment, "--student", student, "--force", check=False)
-    return proc.returncode, proc.stderr[-2000:]
+_api = None
+
+
+def _start_worker(root, one_thread):
+    """In each worker process, once: nbgrader's API on the course's configuration."""
+    global _api
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+    os.chdir(root)
+    # the kernels this worker starts inherit its stdout and print their banners there; what
+    # goes wrong in grading comes back through the API's captured log instead
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    # nbgrader runs `alembic` from PATH when it creates a gradebook: this Python's bin first
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    if one_thread:  # the kernels this worker starts: one thread each, two workers share two cores
+        os.environ["OMP_NUM_THREADS"] = "1"
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    _api = NbGraderAPI(config=config)
+
+
+def autograde_one(student, assignment=course.ASSIGNMENT):
+    """`nbgrader autograde --student STUDENT --force`, in this worker: (0 or 1, what went wrong)."""
+    result = _api.autograde(assignment, student, force=True, create=True)
+    return (0, "") if result["success"] else (1, (result.get("error") or result.get("log") or "")[-2000:])
 
 
 def scores_one(root, student, assignment=course.ASSIGNMENT):
     """[(student, exercise, item, points, max_points, verdict)] for one learner, without nbgrader."""
-    answers = {}
-    for key, ex in EXERCISES.items():
-        path = Path(root) / "submitted" / student / assignment / ex.notebook
-        release = Path(root) / "release" / assignment / ex.notebook
-        if not release.exists():
-            continue
-        template = nbformat.read(release, as_version=4)
-        learner, _ = read_any(path) if path.exists() else (None, "")
-        nb, _ = rebuild(learner, template)
-        answers[key] = answer_sources(nb, ex.answer_cells) if learner is not None else []
+    answers = learner_answers(Path(root) / "submitted" / student / assignment, Path(root) / "release" / assignment)
     verdicts = trusted_verdicts_many(answers)
     return [(student, ex, v.name, v.points, v.max_points, v.summary())
             for ex, vs in verdicts.items() for v in vs.values()]
@@ -64,10 +74,15 @@ def main(argv=None):
         p.error(f"no submissions in {Path(args.course) / 'submitted'}")
     if not args.scores_only:  # make sure the assignment and students exist before parallel runs
         course.nbgrader(args.course, "db", "assignment", "add", course.ASSIGNMENT, check=False)
-    work = scores_one if args.scores_only else autograde_one
+    if args.scores_only:  # the work is in sandboxed child processes: threads are enough here
+        pool, submit = ThreadPoolExecutor(args.jobs), lambda s: pool.submit(scores_one, args.course, s)
+    else:
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(Path(args.course).resolve(), args.jobs > 1))
+        submit = lambda s: pool.submit(autograde_one, s)  # noqa: E731
     results, failed = {}, []
-    with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(todo), unit="learner", file=sys.stdout) as bar:
-        futures = {pool.submit(work, args.course, s): s for s in todo}
+    with pool, tqdm(total=len(todo), unit="learner", file=sys.stdout) as bar:
+        futures = {submit(s): s for s in todo}
         for f in as_completed(futures):
             results[futures[f]] = f.result()
             if not args.scores_only and results[futures[f]][0] != 0:
@@ -81,6 +96,8 @@ def main(argv=None):
                 w.writerows(results[s])
         print(f"wrote {args.csv}: {len(todo)} learners")
     else:
+        for s in failed:
+            print(f"--- nbgrader could not grade {s}:\n{results[s][1].strip()}")
         print(f"graded {len(todo) - len(failed)} of {len(todo)} learners" +
               (f"; nbgrader reported errors for: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

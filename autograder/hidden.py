@@ -8,7 +8,6 @@ in-kernel score is what a learner's own run of the instructor tests would show.
 import os
 from pathlib import Path
 
-import nbformat
 import torch
 
 from . import model, replay, score
@@ -29,6 +28,8 @@ def verdicts(exercise, notebook=None):
     path = Path(notebook or EXERCISES[exercise].notebook)
     stamp = (str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
     if _cache.get(exercise, (None,))[0] != stamp:
+        import nbformat  # here, not at the top: importing it takes 1.5 s (jsonschema's formats),
+        # which every notebook's kernel would pay at its first cell, graded or not
         nb = nbformat.read(path, as_version=4)
         sources = answer_sources(nb, EXERCISES[exercise].answer_cells)
         threads = torch.get_num_threads()

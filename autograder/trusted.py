@@ -9,13 +9,16 @@ Registered in nbgrader_config.py after Execute.
 """
 import io
 import tokenize
+from pathlib import Path
 
+import nbformat
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbformat.v4 import new_output
 
 from . import sandbox, score
 from .exercises import EXERCISES
 from .hidden import answer_sources
+from .repair import read_any, rebuild
 
 # Names that mean autograd, whatever the spelling around them; `.grad`/`.backward` as attributes.
 AUTOGRAD_NAMES = {"autograd", "functorch", "requires_grad", "requires_grad_", "enable_grad",
@@ -53,10 +56,7 @@ def trusted_verdicts_many(answers):
     replayed in one sandboxed process."""
     banned = {ex: {cell: why for cell, src in sources if (why := forbidden(src))} for ex, sources in answers.items()}
     jobs = {ex: [(cell, src) for cell, src in sources if cell not in banned[ex]] for ex, sources in answers.items()}
-    try:
-        results = sandbox.run_many(jobs)
-    except sandbox.SandboxError as e:
-        results = {ex: ({}, {"process": str(e)}) for ex in jobs}
+    results = _replay(jobs)
     out = {}
     for ex, (tensors, errors) in results.items():
         verdicts = out[ex] = score.score(ex, tensors, errors)
@@ -64,6 +64,32 @@ def trusted_verdicts_many(answers):
             for name in EXERCISES[ex].answer_cells[cell] or list(verdicts):  # Exercise 4: every item
                 verdicts[name].ok, verdicts[name].message = False, why
     return out
+
+
+def learner_answers(submitted, release):
+    """{exercise: [(cell_id, source)]} from one learner's submission folder: each notebook read
+    robustly and rebuilt on the release notebook, as autograde does; a missing one gives []."""
+    answers = {}
+    for key, ex in EXERCISES.items():
+        template = Path(release) / ex.notebook
+        if not template.exists():
+            continue
+        path = Path(submitted) / ex.notebook
+        learner, _ = read_any(path) if path.exists() else (None, "")
+        nb, _ = rebuild(learner, nbformat.read(template, as_version=4))
+        answers[key] = answer_sources(nb, ex.answer_cells) if learner is not None else []
+    return answers
+
+
+def _replay(jobs):
+    """sandbox.run_many, but an exercise that brings the shared process down (a crash, the
+    time or memory limit) costs only its own points: the others are then replayed apart."""
+    try:
+        return sandbox.run_many(jobs)
+    except sandbox.SandboxError as e:
+        if len(jobs) == 1:
+            return {ex: ({}, {"process": str(e)}) for ex in jobs}
+    return {ex: _replay({ex: sources})[ex] for ex, sources in jobs.items()}
 
 
 def exercise_of(notebook_name):
@@ -82,13 +108,44 @@ class SandboxedExecute(Execute):
 
 
 class TrustedScores(NbGraderPreprocessor):
-    """Rewrite the outputs of the graded test cells with the trusted scores."""
+    """Rewrite the outputs of the graded test cells with the trusted scores.
+
+    nbgrader grades a learner's notebooks one after the other. At the first, all of that
+    learner's answers (the others read from their submission folder) are replayed in one
+    sandboxed process, which then serves the other notebooks: Python and torch start once
+    per learner, not once per notebook. The results are kept by the exact answer sources,
+    so a notebook whose answers differ from those read ahead is replayed on its own."""
+
+    _verdicts = {}  # (exercise, answer sources) -> {name: Verdict}, for the current learner
+
+    def trusted(self, exercise, sources, resources):
+        key = (exercise, tuple(sources))
+        if key not in TrustedScores._verdicts:
+            answers = {**self.learner_answers(resources), exercise: sources}
+            results = trusted_verdicts_many(answers)
+            TrustedScores._verdicts = {(ex, tuple(answers[ex])): results[ex] for ex in answers}
+        return TrustedScores._verdicts[key]
+
+    def learner_answers(self, resources):
+        """All the learner's answers, from the submission folder ({} if it cannot be found)."""
+        coursedir = getattr(getattr(self, "parent", None), "parent", None)
+        coursedir = getattr(coursedir, "coursedir", None)
+        nbgr = resources.get("nbgrader", {})
+        if coursedir is None or not {"student", "assignment"} <= nbgr.keys():
+            return {}
+        submitted = coursedir.format_path(coursedir.submitted_directory, nbgr["student"], nbgr["assignment"])
+        release = coursedir.format_path(coursedir.release_directory, ".", nbgr["assignment"])
+        try:
+            return learner_answers(submitted, release)
+        except Exception as e:  # the other notebooks are then replayed in their own turn
+            self.log.warning("could not read ahead the other notebooks of %s: %s", nbgr["student"], e)
+            return {}
 
     def preprocess(self, nb, resources):
         exercise = exercise_of(resources.get("unique_key", ""))
         if exercise is None:
             return nb, resources
-        verdicts = trusted_verdicts(exercise, answer_sources(nb, EXERCISES[exercise].answer_cells))
+        verdicts = self.trusted(exercise, answer_sources(nb, EXERCISES[exercise].answer_cells), resources)
         by_test = {v.test_id: v for v in verdicts.values()}
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})

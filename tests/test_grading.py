@@ -75,7 +75,9 @@ def graded(tmp_path_factory):
     for student, text in bad_inputs(c).items():
         (c / "submitted" / student / course.ASSIGNMENT).mkdir(parents=True)
         (c / "submitted" / student / course.ASSIGNMENT / EX2).write_text(text)
-    course.nbgrader(c, "autograde", course.ASSIGNMENT, "--force")
+    # the instructor's way: the parallel pipeline (nbgrader autograde in 2 worker processes)
+    from autograder import grade
+    assert grade.main(["--course", str(c), "--jobs", "2"]) == 0
     return c
 
 
@@ -150,6 +152,18 @@ def test_the_per_gradient_report(graded, tmp_path):
     row = next(r for r in table if r["student"] == "missing_1_over_n" and r["item"] == "logprobs")
     assert float(row["score"]) == 0 and "factor of n" in row["verdict"]
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_plain_nbgrader_autograde_gives_the_same_scores(graded):
+    """The parallel pipeline graded the class; does `nbgrader autograde` itself, run again for
+    two learners, one right and one with a mistake, give them the same scores?"""
+    before = course.scores(graded)
+    for student in ("solutions", "missing_keepdim"):
+        course.nbgrader(graded, "autograde", course.ASSIGNMENT, "--student", student, "--force")
+    after = course.scores(graded)
+    assert {s: after[s] for s in ("solutions", "missing_keepdim")} == \
+        {s: before[s] for s in ("solutions", "missing_keepdim")}
+    assert after["missing_keepdim"]["ex1_atomic_graph"] == (25, 26)  # one gradient wrong
 
 
 def test_scores_only_mode_agrees_with_nbgrader(graded, tmp_path):

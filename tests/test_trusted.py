@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from autograder import sandbox
-from autograder.trusted import forbidden, trusted_verdicts
+from autograder.trusted import forbidden, trusted_verdicts, trusted_verdicts_many
 from conftest import ROOT, solution_cells
 
 STAGE1 = ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits"]
@@ -70,6 +70,18 @@ def test_a_memory_hog_is_stopped(monkeypatch):
     monkeypatch.setitem(sandbox.LIMITS, "memory_bytes", 3 * 2**30)
     v = ex2("x = torch.ones(2**31)\ndlogits = x")
     assert not v.ok
+
+
+def test_an_answer_that_crashes_the_shared_process_costs_only_its_own_exercise():
+    """A learner's exercises are replayed in one process; an answer that crashes it (here a
+    segfault) must not cost the other exercises their points."""
+    answers = {ex: list(solution_cells(ex).items()) for ex in ("ex1", "ex3", "ex4")}
+    answers["ex2"] = [("ex2_dlogits", "import ctypes\nctypes.string_at(0)\ndlogits = logits")]
+    with pytest.raises(sandbox.SandboxError, match="crashed"):
+        sandbox.run_many(answers)
+    verdicts = trusted_verdicts_many(answers)
+    assert not verdicts["ex2"]["logits"].ok
+    assert all(v.ok for ex in ("ex1", "ex3", "ex4") for v in verdicts[ex].values())
 
 
 def test_no_process_is_left_behind():
