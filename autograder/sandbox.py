@@ -101,7 +101,7 @@ def run_many(jobs):
             proc.wait()
         if code is None:
             raise SandboxError(f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped")
-        if code is not None and code > 128:  # bwrap passes on a signal's death as 128 + signal
+        if code > 128:  # bwrap passes on a signal's death as 128 + signal
             code = -(code - 128)
         if code != 0 or not out.exists():
             tail = (scratch / "stderr").read_bytes()[-600:].decode(errors="replace").strip().splitlines()

@@ -108,11 +108,14 @@ def ex4_cpu(course_dir):
     path = next((course_dir / "submitted").glob(f"right-*/{course.ASSIGNMENT}/{EXERCISES['ex4'].notebook}"))
     nb = nbformat.read(path, as_version=4)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    os.environ.update(NBGRADER_EXECUTION="autograde", BACKPROP_NINJA_TRUSTED="1")
+    # as a grading worker runs it: one thread per kernel (see autograder/grade.py)
+    saved = dict(os.environ)
+    os.environ.update(NBGRADER_EXECUTION="autograde", BACKPROP_NINJA_TRUSTED="1", OMP_NUM_THREADS="1")
     try:
         NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
-        del os.environ["NBGRADER_EXECUTION"], os.environ["BACKPROP_NINJA_TRUSTED"]
+        os.environ.clear()
+        os.environ.update(saved)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     kernel = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     trusted_verdicts("ex4", list(examples.solution_sources("ex4").items()))
