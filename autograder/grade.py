@@ -15,6 +15,7 @@ import csv
 import multiprocessing
 import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def _start_worker(root, one_thread):
     """In each worker process, once: nbgrader's API on the course's configuration."""
     global _api
     from nbgrader.apps import NbGraderAPI
+    from sqlalchemy.exc import SAWarning
     from traitlets.config.loader import PyFileConfigLoader
+    # nbgrader's gradebook code warns this way for each notebook a learner did not submit
+    warnings.simplefilter("ignore", SAWarning)
     os.chdir(root)
     # the kernels this worker starts inherit its stdout and print their banners there; what
     # goes wrong in grading comes back through the API's captured log instead
