@@ -196,12 +196,10 @@ def replay(exercise, sources, prepared=None):
             grads, errs = replay_case(ex, sources, *inputs)
         tensors.update({f"{name}/{k}": v for k, v in grads.items() if v is not None})
         errors.update({f"{name}/{k}": v for k, v in errs.items()})
-    if fn is not None:
+    if exercise == "ex4":
         train_errors = dict(cell_errors)
-        trained = replay_ex4_training(fn, train_errors)
+        trained = replay_ex4_training(fn, train_errors) if fn else None
         if trained is not None:
             tensors.update({f"training/{k}": v for k, v in zip(model.PARAM_NAMES, trained)})
         errors.update({f"training/{k}": v for k, v in train_errors.items()})
-    elif exercise == "ex4":
-        errors.update({f"training/{k}": v for k, v in cell_errors.items()})
     return tensors, errors
