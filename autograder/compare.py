@@ -1,7 +1,7 @@
-"""cmp-style comparison of a gradient with a reference: exact, approximate, maxdiff.
+"""cmp-style comparison of a gradient with a reference: approximate, maxdiff (and exact).
 
 Unlike the lecture's `cmp`, shapes are compared first, so broadcasting cannot turn a wrong
-shape into `exact: True`. A shape that differs only by leading size-1 dimensions (e.g. (64,)
+shape into a match. A shape that differs only by leading size-1 dimensions (e.g. (64,)
 for (1, 64): both broadcast the same way) is accepted, with a note, as the lecture's own
 solutions need; (32,) for (32, 1) is not.
 """
@@ -13,6 +13,12 @@ import torch
 # lecture; a gradient "matches" if it is approximately equal to the reference.
 RTOL = 1e-5
 ATOL = 1e-8
+# A right float32 answer differs from autograd's by rounding alone: measured at most 2.2e-8 on
+# the notebooks' batches and 4.8e-7 on any batch the grader uses. How much, and whether the
+# last bits agree at all (the lecture's `exact:` column), depends on the CPU's instruction set
+# (AVX2, AVX-512, ...): a printed row shows "maxdiff: < 1e-6" for such an answer, not the
+# figure, so that it reads the same on every machine. A wrong answer's maxdiff is printed.
+ROUNDING = 1e-6
 
 
 @dataclass
@@ -30,12 +36,20 @@ class Row:
     def ok(self):
         return self.approximate
 
+    @property
+    def rounding_only(self):
+        """Right up to float32 rounding (the printed maxdiff is then a bound, not a figure)."""
+        return self.approximate and self.maxdiff < ROUNDING
+
     def __str__(self):
         if self.shape is None:
             return f"{self.name:15s} | missing: {self.note}"
         shape = "x".join(map(str, self.shape)) or "scalar"
-        text = (f"{self.name:15s} | {shape:>8s} | exact: {str(self.exact):5s} | "
-                f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.1e}")
+        text = f"{self.name:15s} | {shape:>8s} | approximate: {str(self.approximate):5s}"
+        if self.rounding_only:
+            text += f" | maxdiff: < {ROUNDING:.0e}".replace("e-0", "e-")
+        elif not self.note.startswith("wrong shape"):  # (a wrong shape has no maxdiff)
+            text += f" | maxdiff: {self.maxdiff:.1e}"
         return text + (f" | {self.note}" if self.note else "")
 
 

@@ -361,9 +361,9 @@ It returns the loss and a `cache` of intermediates: everything your backward pas
     answer("ex4_backward", "ex4", before=BEFORE, after=AFTER),
     md("ex4_check_expect", """
 The check below runs one step on the setup's batch and compares your seven gradients with
-autograd's. Expect `approximate: True` for all seven and `7/7 gradients match`, with maxdiffs
-around 1e-8 or smaller (`exact` is usually `False`: the one-go formulas round differently
-from autograd's long chain of small steps).
+autograd's. Expect `approximate: True` and `maxdiff: < 1e-6` for all seven and `7/7 gradients
+match`: the one-go formulas round differently from autograd's long chain of small steps, so
+they agree up to float32 rounding (differences around 1e-8).
 
 Once all seven match, it also times a whole training step (forward, backward, update) with
 your backward pass and with autograd. Yours is usually faster, as it builds no graph and
