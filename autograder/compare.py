@@ -1,9 +1,9 @@
 """cmp-style comparison of a gradient with a reference: approximate, maxdiff (and exact).
 
 Unlike the lecture's `cmp`, shapes are compared first, so broadcasting cannot turn a wrong
-shape into a match. A shape that differs only by leading size-1 dimensions (e.g. (64,)
-for (1, 64): both broadcast the same way) is accepted, with a note, as the lecture's own
-solutions need; (32,) for (32, 1) is not.
+shape into a match. A shape without the reference's leading size-1 dimensions (the lecture's (64,) for
+(1, 64): both broadcast the same way) is accepted, with a note, as the lecture's own
+solutions need; (1, 64) for (64,) and (32,) for (32, 1) are not.
 """
 from dataclasses import dataclass
 
@@ -53,15 +53,15 @@ class Row:
         return text + (f" | {self.note}" if self.note else "")
 
 
-def broadcast_equal(a, b):
-    """Do shapes a and b differ only by leading dimensions of size 1, so that both broadcast
-    the same way? (64,) and (1, 64) do; (32,) and (32, 1) do not."""
-    a, b = list(a), list(b)
-    while a and a[0] == 1:
-        a.pop(0)
-    while b and b[0] == 1:
-        b.pop(0)
-    return a == b
+def accepted_shape(shape, ref_shape):
+    """Is a gradient of `shape` accepted for a tensor of `ref_shape`? Its own shape, or the
+    same without leading dimensions of size 1, which broadcasts the same way: the lecture's
+    (64,) for (1, 64). Not (1, 64) for a (64,) parameter: `b1 -= lr * db1` would fail; nor
+    (32,) for (32, 1), which broadcasts as a row, not a column."""
+    shape, ref = tuple(shape), tuple(ref_shape)
+    while shape != ref and ref and ref[0] == 1:
+        ref = ref[1:]
+    return shape == ref
 
 
 def compare(name, dt, t):
@@ -73,9 +73,9 @@ def compare(name, dt, t):
         return Row(name, ref_shape=ref_shape, note=f"d{name} is a {type(dt).__name__}, not a tensor")
     shape, note = tuple(dt.shape), ""
     if shape != ref_shape:
-        if not broadcast_equal(shape, ref_shape):
+        if not accepted_shape(shape, ref_shape):
             return Row(name, shape, ref_shape, note=f"wrong shape, expected {ref_shape}")
-        note = f"{shape} ok for {ref_shape}"
+        note = f"{shape} accepted for {ref_shape}"
         dt = dt.reshape(ref_shape)
     dt = dt.detach().to(t.dtype)
     maxdiff = (dt - t).abs().max().item() if t.numel() else 0.0
@@ -89,18 +89,3 @@ def cmp(name, dt, t):
     row = compare(name, dt, t)
     print(row)
     return row
-
-
-def report(names, ns, ref):
-    """Print a row for each d<name> found in namespace ns against ref[name], with the likely
-    mistake under a wrong one; then a tally."""
-    from .diagnose import diagnose
-    rows = []
-    for k in names:
-        rows.append(cmp(k, ns.get("d" + k), ref[k]))
-        if rows[-1].shape is not None and not rows[-1].ok:
-            why = diagnose(ns.get("d" + k), ref[k], ns.get("n", 32))
-            if why:
-                print(f"{'':15s}   ^ {why}")
-    print(f"{sum(r.ok for r in rows)}/{len(rows)} gradients match")
-    return rows

@@ -1,7 +1,7 @@
 """Name the likely mistake behind a wrong gradient, without revealing the solution."""
 import torch
 
-from .compare import broadcast_equal
+from .compare import accepted_shape
 
 
 def _close(a, b):
@@ -17,34 +17,29 @@ def _factor_name(r, n):
     return f"{r:.3g}"
 
 
-def diagnose(dt, t, n):
-    """A short description of how the learner's dt differs from the expected t (batch size n)."""
+def diagnose(dt, t, n, bessel=None):
+    """A short description of how the learner's dt differs from the expected t (batch size n);
+    `bessel`, where given, is the answer a missing Bessel correction would give."""
     if dt is None:
         return "not defined"
     dt = dt.detach().to(t.dtype)
     if not torch.isfinite(dt).all():
         return "contains NaN or inf"
     if dt.shape != t.shape:
-        if broadcast_equal(dt.shape, t.shape):
-            return ""
-        if dt.dim() == 2 and dt.shape == t.shape[::-1]:
-            return "transposed: " + ("the values are right, the shape is swapped" if _close(dt.T, t)
-                                     else f"shape {tuple(dt.shape)}, expected {tuple(t.shape)}")
-        if dt.dim() == t.dim() - 1 and 1 in t.shape and broadcast_equal(dt.shape, [d for d in t.shape if d != 1]):
-            dim = list(t.shape).index(1)
-            return f"shape {tuple(dt.shape)}, expected {tuple(t.shape)}: a sum over dimension {dim} without keepdim=True?"
-        extra = [i for i, (a, b) in enumerate(zip(dt.shape[::-1], t.shape[::-1])) if a != b and b == 1]
-        if dt.dim() >= t.dim() and extra:
-            dim = t.dim() - 1 - extra[0]
-            return (f"shape {tuple(dt.shape)}, expected {tuple(t.shape)}: the forward pass broadcast this "
-                    f"tensor along dimension {dim}, so its gradient needs a sum over that dimension (keepdim=True)")
-        return f"wrong shape {tuple(dt.shape)}, expected {tuple(t.shape)}"
+        if not accepted_shape(dt.shape, t.shape):
+            return _shape(dt, t)
+        dt = dt.reshape(t.shape)
+    if t.abs().max().item() < 1e-6:  # zero up to rounding: no sign or factor to name
+        return "the expected gradient is zero up to rounding; yours is not"
+    if bessel is not None and _close(dt, bessel.to(t.dtype)):
+        return ("Bessel's correction: BatchNorm's variance here divides by n-1, and your formula "
+                "is the one for a variance over n (a factor n/(n-1) is missing)")
     if _close(-dt, t):
         return "sign flipped"
     denom = (t * t).sum().item()
     if denom > 0:
         r = (dt * t).sum().item() / denom
-        if r != 0 and _close(dt, r * t):
+        if 1e-3 < abs(r) < 1e3 and abs(r - 1) > 1e-3 and _close(dt, r * t):
             return f"off by a constant factor of {_factor_name(r, n)}"
     if dt.dim() >= 1 and dt.shape[0] > 1:
         rows = [bool(_close(a, b)) for a, b in zip(dt, t)]
@@ -53,3 +48,22 @@ def diagnose(dt, t, n):
             return (f"right except for {len(bad)} of {len(rows)} rows (e.g. row {bad[0]}): "
                     "are repeated entries accumulated (+=), not overwritten?")
     return ""
+
+
+def _shape(dt, t):
+    """Why a shape is wrong, with the likely slip."""
+    got, want = tuple(dt.shape), tuple(t.shape)
+    if got == (1, *want):
+        return (f"shape {got}, expected {want}: sum without keepdim=True "
+                f"(a {got} gradient cannot update a {want} parameter in place)")
+    if dt.dim() == 2 and got == want[::-1]:
+        return "transposed: " + ("the values are right, the shape is swapped" if _close(dt.T, t)
+                                 else f"shape {got}, expected {want}")
+    if dt.dim() == t.dim() - 1 and 1 in want and list(got) == [d for d in want if d != 1]:
+        return f"shape {got}, expected {want}: a sum over dimension {want.index(1)} without keepdim=True?"
+    extra = [i for i, (a, b) in enumerate(zip(got[::-1], want[::-1])) if a != b and b == 1]
+    if dt.dim() >= t.dim() and extra:
+        dim = t.dim() - 1 - extra[0]
+        return (f"shape {got}, expected {want}: the forward pass broadcast this tensor along "
+                f"dimension {dim}, so its gradient needs a sum over that dimension (keepdim=True)")
+    return f"wrong shape {got}, expected {want}"

@@ -4,10 +4,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
 from . import data, model
-from .compare import broadcast_equal
 
 EX1_STAGES = {  # answer cell id -> the gradients it defines, in the lecture's order
     "ex1_loss_chain": ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
@@ -66,17 +64,6 @@ def case_inputs(case, n_hidden=64):
     return params, Xb, Yb
 
 
-def namespace(values, Xb, Yb, n_hidden):
-    """What an answer cell may read: the forward pass's tensors (no autograd history),
-    the batch and the lecture's constants."""
-    n = Xb.shape[0]
-    ns = {k: v.detach().clone() for k, v in values.items()}
-    ns.update(torch=torch, F=F, Xb=Xb.clone(), Yb=Yb.clone(), n=n, batch_size=n,
-              n_hidden=n_hidden, n_embd=model.N_EMBD, block_size=data.BLOCK_SIZE,
-              vocab_size=data.vocab_size)
-    return ns
-
-
 TRAIN_STEPS = 100   # Exercise 4: steps of the short run compared with an autograd-trained twin
 TRAIN_SEED = 31337
 
@@ -92,8 +79,7 @@ def sgd_run(grad_fn, params, batches, lr=0.1):
     params = [p.clone() for p in params]
     for Xb, Yb in batches:
         grads = grad_fn(params, Xb, Yb)
-        if grads is None or any(g is None or not broadcast_equal(g.shape, p.shape)
-                                for g, p in zip(grads, params)):
+        if grads is None or any(g is None or g.numel() != p.numel() for g, p in zip(grads, params)):
             return None
         for p, g in zip(params, grads):
             p -= lr * g.reshape(p.shape)

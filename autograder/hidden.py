@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import model, replay, score
+from . import model, score
 from .compare import compare
 from .exercises import EXERCISES
 
@@ -35,7 +35,7 @@ def verdicts(exercise, notebook=None):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny tensors: more threads only contend
         try:
-            result = score.score(exercise, *replay.replay(exercise, sources))
+            result = score.grade(exercise, sources)
         finally:
             torch.set_num_threads(threads)
         _cache[exercise] = (stamp, result)
@@ -59,31 +59,41 @@ def grade(exercise, name):
     return float(v.points)
 
 
+class NotYet(AssertionError):
+    """A check that fails under `nbgrader validate`, shown as its one-line message (IPython
+    shows `_render_traceback_` instead of a traceback)."""
+
+    def _render_traceback_(self):
+        return [str(self)]
+
+
 def require(var, ns):
-    """Under `nbgrader validate`, fail if `var` (a gradient, or Exercise 4's `backward`) is not
-    defined yet or does not match PyTorch on the notebook's own batch; otherwise do nothing,
-    so that Run All in the learner's notebook never stops here."""
+    """Under `nbgrader validate`, fail with one line if `var` (a gradient, or Exercise 4's
+    `backward`) is not defined yet or does not match PyTorch on the notebook's own batch;
+    otherwise do nothing, so that Run All in the learner's notebook never stops here."""
     if not os.environ.get("NBGRADER_VALIDATING"):
         return
     if var == "backward":
         rows = _check_backward(ns)
     else:
         rows = [compare(var[1:], ns.get(var), ns["ref"][var[1:]])] if "ref" in ns else []
-    for row in rows:
-        if row.shape is None:
-            raise AssertionError(f"d{row.name} is not defined yet: write it in the answer cell above.")
-        if not row.ok:
-            raise AssertionError(f"d{row.name} does not match PyTorch on this notebook's batch "
-                                 f"(maxdiff {row.maxdiff:.1e}{'; ' + row.note if row.note else ''})")
+    problems = [(r.name if r.name == "backward" else f"d{r.name}") + ": " + ("not defined yet" if r.shape is None else
+                                  f"does not match PyTorch on this notebook's batch ({str(r).split('| ', 2)[-1]})")
+                for r in rows if not r.ok]
+    if problems:
+        raise NotYet("; ".join(problems))
 
 
 def _check_backward(ns):
     """cmp rows of the learner's backward against autograd on the notebook's batch."""
     if not callable(ns.get("backward")):
-        return [compare("C", None, torch.zeros(1))]
+        return [compare("backward", None, torch.zeros(1))]
     params = [p.detach() for p in ns["parameters"]]
-    with torch.no_grad():
-        _, cache = model.forward_ex4(ns["Xb"], ns["Yb"], params)
-        grads = ns["backward"](ns["Xb"], ns["Yb"], params, cache)
+    try:
+        with torch.no_grad():
+            _, cache = model.forward_ex4(ns["Xb"], ns["Yb"], params)
+            grads = ns["backward"](ns["Xb"], ns["Yb"], params, cache)
+    except Exception as e:
+        raise NotYet(f"backward raised {type(e).__name__}: {e}") from None
     grads = list(grads) if isinstance(grads, (list, tuple)) else [None] * 7
     return [compare(k, g, r) for k, g, r in zip(model.PARAM_NAMES, grads, model.autograd_step_grads(params, ns["Xb"], ns["Yb"]))]

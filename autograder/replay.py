@@ -1,21 +1,24 @@
-"""Run a learner's answer cells on the exercise's cases and collect the tensors they define.
+"""Run a learner's answer statements on the exercise's cases and collect what they define.
 
-This is the only module that executes learner code. It returns plain tensors keyed by name
-(plus error messages), so that it can run in a separate, sandboxed process.
+This is the only module that executes learner code (in the sandboxed child, see sandbox.py).
+Every top-level statement runs on its own: one that raises, or that was refused before the
+replay (a syntax error, a banned construct), costs the gradients it defines and nothing else.
+A gradient is answered at the learner's last write of it: the replay records its value
+there, then puts in the namespace the value the grader gives for it (autograd's, or a random
+one), so that every later step reads a known upstream and is judged on its own formula.
 """
 import ast
 import contextlib
-import math
+import difflib
 import os
+import re
 import signal
 import threading
 import warnings
 
 import torch
 
-from . import model
-from .compare import broadcast_equal
-from .exercises import CASES, EXERCISES, case_inputs, namespace, sgd_run, training_batches
+from .statements import Statement
 
 STATEMENT_SECONDS = 10  # one statement of an answer (or one call of backward) at most
 
@@ -50,156 +53,160 @@ def silenced():
         yield
 
 
-def strip_magics(src):
-    """Drop IPython-only lines (%magics, !shell), which plain Python cannot run."""
-    return "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!")))
+def _compile(st):
+    tree = ast.parse(st.source)
+    return compile(tree, f"<{st.cell}>", "exec")
 
 
-def _statements(cell_id, src):
-    """The cell's top-level statements, each compiled on its own."""
-    tree = ast.parse(strip_magics(src), f"<{cell_id}>")
-    return [compile(ast.Module([stmt], type_ignores=[]), f"<{cell_id}>", "exec") for stmt in tree.body]
-
-
-def run_cells(sources, ns, stages=None, shapes=None, stand_ins=None):
-    """Execute each (cell_id, source) in ns, one top-level statement at a time, silencing
-    output; a statement that raises is recorded and the next one runs.
-
-    Returns ({cell_id: error}, {variable: the learner's answer}). With stages = {cell_id:
-    [variables it must define]}, shapes = {variable: expected shape} and stand_ins = {variable:
-    a random tensor of that shape}:
-    - a variable's answer is its last value up to the end of its own cell;
-    - so that later steps are judged on their own, not thrown off by an earlier mistake, the
-      namespace gets a misshapen answer reshaped (right number of elements) or else replaced
-      by its random stand-in, as are a NaN/inf answer and, once its cell is done, a missing
-      one. Stand-ins are random, not the reference, so they give nothing away."""
-    stages, shapes, stand_ins = stages or {}, shapes or {}, stand_ins or {}
-    errors, answers, seen, open_vars = {}, {}, {}, [v for vs in stages.values() for v in vs]
-    for cell_id, src in sources:
+def execute(st, ns):
+    """Run one statement in ns: '' or its error, 'Type: message (line N)'."""
+    if st.error:
+        return st.error
+    with silenced(), time_limit(STATEMENT_SECONDS):
         try:
-            statements = _statements(cell_id, src)
-        except SyntaxError as e:
-            errors[cell_id] = f"SyntaxError: {e.msg} (line {e.lineno})"
-            statements = []
-        for code in statements:
-            with silenced(), time_limit(STATEMENT_SECONDS):
-                try:
-                    exec(code, ns)
-                except BaseException as e:  # SystemExit and KeyboardInterrupt too: one answer, one error
-                    errors.setdefault(cell_id, f"{type(e).__name__}: {e}")
-            for var in open_vars:
-                v = ns.get(var)
-                if not isinstance(v, torch.Tensor) or (var in seen and v.shape == seen[var].shape
-                                                        and torch.equal(v, seen[var])):
-                    continue
-                answers[var] = v.detach().clone()
-                if not broadcast_equal(v.shape, shapes[var]):
-                    ns[var] = (v.detach().reshape(shapes[var]).clone() if v.numel() == math.prod(shapes[var])
-                               else stand_ins[var].clone())
-                if not torch.isfinite(ns[var]).all():
-                    ns[var] = stand_ins[var].clone()
-                seen[var] = ns[var].detach().clone()
-        for var in stages.get(cell_id, []):  # this cell's answers are final
-            open_vars.remove(var)
-            v = ns.get(var)
-            if not (isinstance(v, torch.Tensor) and broadcast_equal(v.shape, shapes[var])):
-                ns[var] = stand_ins[var].clone()
-    return errors, answers
+            exec(_compile(st), ns)
+            return ""
+        except BaseException as e:  # SystemExit and KeyboardInterrupt too: one statement, one error
+            tb, line = e.__traceback__, st.line
+            while tb is not None:  # the innermost line of the learner's own cell
+                if tb.tb_frame.f_code.co_filename == f"<{st.cell}>":
+                    line = tb.tb_lineno
+                tb = tb.tb_next
+            return f"{type(e).__name__}: {str(e)[:300]} (line {line})"
 
 
-def _defined(ns, name):
-    v = ns.get(name)
-    return v.detach().clone() if isinstance(v, torch.Tensor) else None
+def run_statements(statements, ns, answered=(), give=None):
+    """Execute the statements in ns, in order, each on its own.
+
+    answered: the variables the grader judges (e.g. "dprobs"). Each is recorded at the last
+    statement that may write it; one the learner never writes is recorded (as missing) just
+    before a statement first reads it. After recording, give(name, answer) may return a tensor
+    that the namespace holds under that name from then on (restored after every statement, so
+    an alias changed in place cannot alter it); the learner's code never sees it earlier.
+    Returns ({name: tensor, or the type name of a non-tensor, or None}, {name: error}, [errors
+    of statements that define no judged variable])."""
+    last = {}
+    for i, st in enumerate(statements):
+        for name in st.writes & set(answered):
+            last[name] = i
+    answers, errors, other, given, unrun = {}, {}, [], {}, {}
+
+    def record(name):
+        v = ns.get(name)
+        answers[name] = v.detach().clone() if isinstance(v, torch.Tensor) else (
+            None if v is None else type(v).__name__)
+        t = give(name, answers[name]) if give else None
+        if isinstance(t, torch.Tensor):
+            given[name] = t
+            ns[name] = t.clone()
+
+    for i, st in enumerate(statements):
+        for name in answered:
+            if name not in answers and name not in last and name in st.reads:
+                record(name)
+        error = execute(st, ns)
+        if error:
+            missing = re.match(r"NameError: name '(\w+)' is not defined", error)
+            if missing and missing.group(1) in unrun:  # say why that name is missing
+                error += f"; {missing.group(1)} was not defined: {unrun[missing.group(1)]}"
+            for name in st.writes:
+                unrun.setdefault(name, error)
+            mine = [n for n in answered if n in st.writes]
+            for name in mine:
+                errors.setdefault(name, error)
+            if not mine:
+                other.append(error)
+        for name in answered:
+            if last.get(name) == i:
+                record(name)
+        for name, t in given.items():
+            ns[name] = t.clone()
+    for name in answered:
+        if name not in answers:
+            record(name)
+            written = {n for st in statements for n in st.writes}
+            close = difflib.get_close_matches(name, written - set(answered), n=1, cutoff=0.8)
+            errors.setdefault(name, f"no line of yours assigns {name}" + (
+                f" (you wrote {close[0]}: a typo?)" if close else ""))
+    return answers, errors, other
 
 
-def prepare(exercise):
-    """The inputs of every case, with autograd's reference (computed before learner code runs,
-    since the sandbox then turns autograd off): [(case name, params, Xb, Yb, ref, values)]."""
-    ex = EXERCISES[exercise]
-    cases = []
-    for case in CASES:
-        params, Xb, Yb = case_inputs(case, ex.n_hidden)
-        ref, values = (None, None) if ex.key == "ex4" else model.reference_grads(params, Xb, Yb)
-        cases.append((case[0], params, Xb, Yb, ref, values))
-    return cases
+def replay_exercise(statements, ns, answered, give=None):
+    """{name: answer}, {name: error} of one run of Exercises 1 to 3's answers."""
+    answers, errors, other = run_statements([Statement.from_dict(s) for s in statements], ns, answered, give)
+    for name, v in answers.items():
+        if isinstance(v, str):  # a non-tensor: say what it is
+            errors[name] = f"{name} is a {v}, not a tensor"
+            answers[name] = None
+    if other:
+        errors["*"] = other[0]
+    return answers, errors
 
 
-def replay_case(ex, sources, params, Xb, Yb, ref, values):
-    """The learner's gradients {name: tensor or None} on one case, and cell errors (Exercises 1-3)."""
-    ns = namespace(values, Xb, Yb, ex.n_hidden)
-    if ex.key == "ex3":
-        ns["dhpreact"] = ref["hpreact"].clone()  # given: the gradient flowing into BatchNorm
-    stages = {cell: ["d" + k for k in names] for cell, names in ex.answer_cells.items()}
-    g = torch.Generator().manual_seed(0)
-    stand_ins = {"d" + k: torch.randn(ref[k].shape, generator=g) * ref[k].abs().mean() for k in ex.grads}
-    errors, answers = run_cells(sources, ns, stages, {"d" + k: tuple(values[k].shape) for k in ex.grads}, stand_ins)
-    grads = {k: answers.get("d" + k) for k in ex.grads}
-    # what later steps saw, where a misshapen answer was reshaped (see run_cells)
-    grads.update({f"seen:{k}": _defined(ns, "d" + k) for k in ex.grads})
-    return grads, errors
-
-
-def _learner_backward(sources):
-    ns = {"torch": torch, "F": torch.nn.functional, "forward": model.forward_ex4}
-    errors, _ = run_cells(sources, ns)
+def define_backward(statements, ns):
+    """Run Exercise 4's answer cell in ns (the notebook's names): its `backward`, or None, and errors."""
+    _, errors, other = run_statements([Statement.from_dict(s) for s in statements], ns, ["backward"])
     fn = ns.get("backward")
     if not callable(fn):
-        errors.setdefault("ex4_backward", "the answer cell does not define a function `backward`")
-        return None, errors
-    return fn, errors
+        return None, errors.get("backward") or (other[0] if other else "the answer cell does not define a function `backward`")
+    return fn, ""
 
 
-def _call_backward(fn, params, Xb, Yb):
-    """The learner's gradients for one step, as a list (None where missing), or an error."""
-    _, cache = model.forward_ex4(Xb, Yb, params)
+def call_backward(fn, ns, params, Xb, Yb, forward, names):
+    """The learner's gradients for one step: a list of 7 (None where missing), or an error.
+    The notebook's globals are set to this step's parameters and batch first, so a backward
+    that reads them (instead of its arguments) sees what the notebook would give it."""
+    ns.update(dict(zip(names, params)), parameters=list(params), Xb=Xb, Yb=Yb)
+    _, cache = forward(Xb, Yb, list(params))
     with silenced(), time_limit(STATEMENT_SECONDS):
         try:
             grads = fn(Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()})
         except BaseException as e:
-            return None, f"{type(e).__name__}: {e}"
+            return None, f"{type(e).__name__}: {str(e)[:300]}"
     grads = list(grads) if isinstance(grads, (list, tuple)) else []
-    grads += [None] * (len(model.PARAM_NAMES) - len(grads))
-    return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:7]], None
+    grads += [None] * (len(names) - len(grads))
+    return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:len(names)]], ""
 
 
-def replay_ex4_step(fn, params, Xb, Yb):
-    """The learner's backward on one case: {name: tensor or None}, and its error if any."""
-    grads, err = _call_backward(fn, list(params.values()), Xb, Yb) if fn else (None, None)
-    return dict(zip(model.PARAM_NAMES, grads or [None] * len(model.PARAM_NAMES))), err
-
-
-def replay_ex4_training(fn, errors):
-    """Parameters after a short run driven by the learner's backward pass (None if it fails)."""
-    params, _, _ = case_inputs(CASES[1], 200)
-
-    def grad_fn(ps, Xb, Yb):
-        grads, err = _call_backward(fn, ps, Xb, Yb)
+def run_job(job, give):
+    """Replay one exercise's answers on every case of `job` (plain data, built by the grader,
+    see score.build_job), reporting through give(case, run, name, value), which records the
+    value and returns what the namespace holds under that name from then on (or None).
+    Returns {"<case>/<run>/<name>": error}."""
+    import torch.nn.functional as F
+    errors = {}
+    base = {"torch": torch, "F": F, **job["constants"]}
+    if job["kind"] == "steps":  # Exercises 1 to 3
+        for case in job["cases"]:
+            for run in case["runs"]:
+                ns = {**base, **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case["ns"].items()}}
+                _, errs = replay_exercise(job["statements"], ns, job["answered"],
+                                          lambda name, value: give(case["name"], run, name, value))
+                errors.update({f"{case['name']}/{run}/{k}": v for k, v in errs.items()})
+        return errors
+    # Exercise 4: the answer cell defines backward, called on each case and for a short run
+    from .forward import forward_ex4
+    names = job["param_names"]
+    ns = {**base, "forward": forward_ex4}
+    fn, error = define_backward(job["statements"], ns)
+    for case in job["cases"]:
+        grads, err = call_backward(fn, ns, case["params"], case["Xb"], case["Yb"], forward_ex4, names) if fn else (None, error)
+        for name, g in zip(names, grads or [None] * len(names)):
+            give(case["name"], "step", name, g)
         if err:
-            errors["ex4_backward"] = err
-        return grads
-
-    with torch.no_grad():
-        return sgd_run(grad_fn, list(params.values()), training_batches())
-
-
-def replay(exercise, sources, prepared=None):
-    """Everything the grader needs from learner code for one exercise:
-    ({"<case>/<name>": tensor}, {"<case>/<cell>": error}). Missing gradients are absent."""
-    ex = EXERCISES[exercise]
-    tensors, errors = {}, {}
-    fn, cell_errors = _learner_backward(sources) if exercise == "ex4" else (None, {})  # run the cell once
-    for name, *inputs in prepared or prepare(exercise):
-        if exercise == "ex4":
-            grads, err = replay_ex4_step(fn, *inputs[:3])
-            errs = {**cell_errors, **({"ex4_backward": err} if err else {})}
-        else:
-            grads, errs = replay_case(ex, sources, *inputs)
-        tensors.update({f"{name}/{k}": v for k, v in grads.items() if v is not None})
-        errors.update({f"{name}/{k}": v for k, v in errs.items()})
-    if exercise == "ex4":
-        train_errors = dict(cell_errors)
-        trained = replay_ex4_training(fn, train_errors) if fn else None
-        if trained is not None:
-            tensors.update({f"training/{k}": v for k, v in zip(model.PARAM_NAMES, trained)})
-        errors.update({f"training/{k}": v for k, v in train_errors.items()})
-    return tensors, errors
+            errors[f"{case['name']}/step/backward"] = err
+    train = job["training"]
+    params = [p.clone() for p in train["params"]]
+    for Xb, Yb in zip(train["Xb"], train["Yb"]) if fn else []:
+        grads, err = call_backward(fn, ns, params, Xb, Yb, forward_ex4, names)
+        if err or any(g is None or g.numel() != p.numel() for g, p in zip(grads, params)):
+            errors["training/final/backward"] = err or "backward did not return 7 gradients of the parameters' sizes"
+            return errors
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= train["lr"] * g.reshape(p.shape)
+    for name, p in zip(names, params if fn else [None] * len(names)):
+        give("training", "final", name, p)
+    if not fn:
+        errors["training/final/backward"] = error
+    return errors

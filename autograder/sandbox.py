@@ -1,19 +1,23 @@
-"""Run learner code in a separate, sandboxed, resource-limited process; get tensors back.
+"""Run learner code in a separate, sandboxed, resource-limited process, and talk to it.
 
-The child (`python -m autograder.sandbox JOB OUT`) replays the answers and saves plain tensors
-and error strings; the parent loads them with `torch.load(weights_only=True)`. On Linux the
-child runs under bubblewrap: no network, a read-only view of Python and the autograder package
-only (not the course's source/, gradebook or submissions), and one writable scratch folder.
+The child (`python -m autograder.child`, see child.py) replays the answers and reports each
+one over a pipe as soon as it is recorded; the grader checks it (torch.load with
+weights_only=True, then score.valid) and answers with the value the child may use from then
+on. On Linux the child runs under bubblewrap: no network, a read-only view of Python and the
+autograder package only (not the course's source/, gradebook or submissions), and one
+writable scratch folder.
 """
-import json
 import os
 import resource
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -62,97 +66,128 @@ def _limit():
 
 _warned = False
 last_cpu_seconds = None  # CPU time of the last child, as it measured itself (for benchmarks)
+MAX_MESSAGE = 64 * 2**20  # bytes: a bigger message from the child is refused, and the child stopped
 
 
-def run(exercise, sources):
-    """(tensors, errors) from replaying sources [(cell_id, source)] in a sandboxed child."""
-    return run_many({exercise: sources})[exercise]
-
-
-def run_many(jobs):
-    """{exercise: (tensors, errors)} for jobs {exercise: sources}, all in one sandboxed child
-    (one learner's answers: Python and torch start once)."""
-    global _warned
+def run_many(jobs, collectors):
+    """{exercise: replay errors} for jobs {exercise: job} (see score.build_job), all replayed
+    in one sandboxed child (one learner's answers: Python and torch start once). Each answer
+    the child reports goes to collectors[exercise].give, whose reply (the value the namespace
+    holds from then on) goes back to the child. Raises SandboxError if the child fails as a
+    whole (time, memory, a crash, a broken message)."""
+    global _warned, last_cpu_seconds
     with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
         scratch = Path(scratch)
-        job, out = scratch / "job.json", scratch / "out.pt"
-        job.write_text(json.dumps({"jobs": jobs, "statement_seconds": LIMITS["statement_seconds"]}))
         prefix = bwrap_prefix(scratch)
         if not prefix and not _warned:
             _warned = True
             warnings.warn("bubblewrap (bwrap) not found: learner code runs WITHOUT a sandbox "
                           "(still in a separate, resource-limited process). Install it: apt-get install bubblewrap")
         env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": str(PACKAGE.parent) if not prefix else "", "PYTHONNOUSERSITE": "1",
-               "BACKPROP_NINJA_NAMES": str(data.DEFAULT_PATH)}
-        cmd = prefix + [sys.executable, "-s", "-m", "autograder.sandbox", str(job), str(out)]
+               "PYTHONPATH": str(PACKAGE.parent), "PYTHONNOUSERSITE": "1"}
+        child_in, to_child = os.pipe()    # the grader writes, the child reads
+        from_child, child_out = os.pipe()  # the child writes, the grader reads
+        cmd = prefix + [sys.executable, "-s", "-m", "autograder.child", str(child_in), str(child_out)]
         proc = subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=open(scratch / "stderr", "wb"),
-                                preexec_fn=_limit)
+                                preexec_fn=_limit, pass_fds=(child_in, child_out))
+        os.close(child_in)
+        os.close(child_out)
+        os.set_blocking(to_child, False)
+        deadline = time.monotonic() + LIMITS["wall_seconds"]
+        results, ended, failure = {}, False, None
         try:
-            code = proc.wait(timeout=LIMITS["wall_seconds"])
-        except subprocess.TimeoutExpired:
-            code = None
+            _send(to_child, {"jobs": jobs, "statement_seconds": LIMITS["statement_seconds"]}, deadline)
+            while not ended:
+                msg = _receive(from_child, deadline)
+                if msg is None:
+                    break
+                op, ex = msg.get("op"), msg.get("exercise")
+                if op == "give" and ex in collectors:
+                    fields = [msg.get(k) for k in ("case", "run", "name")]
+                    if not all(isinstance(f, str) and len(f) < 100 for f in fields):
+                        raise ValueError("a malformed answer")
+                    reply = collectors[ex].give(*fields, msg.get("value"))
+                    _send(to_child, {"value": reply}, deadline)
+                elif op == "done" and ex in jobs and isinstance(msg.get("errors"), dict):
+                    results[ex] = {str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]}
+                elif op == "end":
+                    ended = True
+                    try:
+                        last_cpu_seconds = float(msg.get("cpu_seconds"))
+                    except (TypeError, ValueError):
+                        last_cpu_seconds = float("nan")
+                else:
+                    raise ValueError(f"an unexpected message ({str(op)[:20]})")
+        except TimeoutError:
+            failure = f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped"
+        except (OSError, EOFError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+            failure = f"its results could not be read ({type(e).__name__})"
         finally:
+            for fd in (to_child, from_child):
+                os.close(fd)
+            if failure is None and not ended:  # it ended by itself: let it say how
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started
             except ProcessLookupError:
                 pass
-            proc.wait()
-        if code is None:
-            raise SandboxError(f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped")
-        if code > 128:  # bwrap passes on a signal's death as 128 + signal
-            code = -(code - 128)
-        if code != 0 or not out.exists():
+            code = proc.wait()
+        if ended and set(results) == set(jobs):
+            return results
+        if failure is None:
+            if code > 128:  # bwrap passes on a signal's death as 128 + signal
+                code = -(code - 128)
             tail = (scratch / "stderr").read_bytes()[-600:].decode(errors="replace").strip().splitlines()
             why = {-signal.SIGXCPU: "used more than its CPU time", -signal.SIGKILL: "was killed (memory or time)",
                    -signal.SIGSEGV: "crashed"}.get(code, f"exited with code {code}")
-            raise SandboxError(f"the process running your code {why}" + (f": {tail[-1]}" if tail else ""))
-        try:
-            result = torch.load(out, weights_only=True)
-            global last_cpu_seconds
-            last_cpu_seconds = float(result.get("cpu_seconds", float("nan")))
-            return {ex: (dict(result[ex]["tensors"]), dict(result[ex]["errors"])) for ex in jobs}
-        except Exception as e:
-            raise SandboxError(f"the results of your code could not be read ({type(e).__name__})") from None
+            failure = f"the process running your code {why}" + (f": {tail[-1][:200]}" if tail else "")
+        raise SandboxError(failure)
 
 
-def _harden():
-    """Inside the child, before learner code: autograd's public entry points and the ways to
-    end the process refuse (a static check in the grader catches more)."""
-    def refuse(what):
-        def f(*a, **k):
-            raise RuntimeError(f"{what} is not allowed in an answer")
-        return f
-    torch.Tensor.backward = refuse("autograd")
-    torch.autograd.grad = refuse("autograd")
-    torch.autograd.backward = refuse("autograd")
-    torch.set_grad_enabled(False)
-    os._exit = refuse("os._exit")
-    os.abort = refuse("os.abort")
-    os.kill = refuse("os.kill")
+def _send(fd, message, deadline):
+    import io
+    buf = io.BytesIO()
+    torch.save(message, buf)
+    data = memoryview(struct.pack(">Q", len(buf.getvalue())) + buf.getvalue())
+    while data:
+        if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+            raise TimeoutError
+        data = data[os.write(fd, data):]
 
 
-def main(job_path, out_path):
-    from . import replay  # the only module that executes learner code
-    job = json.loads(Path(job_path).read_text())
-    torch.set_num_threads(1)
-    replay.STATEMENT_SECONDS = job["statement_seconds"]
-    prepared = {ex: replay.prepare(ex) for ex in job["jobs"]}
-    _harden()
-    result = {}
-    for ex, sources in job["jobs"].items():
-        tensors, errors = replay.replay(ex, [tuple(s) for s in sources], prepared[ex])
-        tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()
-                   if isinstance(v, torch.Tensor) and not v.is_sparse}
-        result[ex] = {"tensors": tensors, "errors": {str(k): str(v)[:500] for k, v in errors.items()}}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # its parent cannot see it through bwrap
-    torch.save(result, out_path)
+def _receive(fd, deadline):
+    """One message from the child (a dict), None at end of file."""
+    import io
+    head = _read(fd, 8, deadline)
+    if not head:
+        return None
+    (size,) = struct.unpack(">Q", head)
+    if size > MAX_MESSAGE:
+        raise ValueError(f"a message of {size} bytes")
+    body = _read(fd, size, deadline)
+    if len(body) < size:
+        raise EOFError("a message cut short")
+    msg = torch.load(io.BytesIO(body), weights_only=True)
+    if not isinstance(msg, dict):
+        raise ValueError("a message that is not a dict")
+    return msg
 
 
-if __name__ == "__main__":
-    main(*sys.argv[1:3])
+def _read(fd, size, deadline):
+    chunks, got = [], 0
+    while got < size:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise TimeoutError
+        chunk = os.read(fd, min(size - got, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 class SandboxedKernelManager(AsyncKernelManager):

@@ -1,23 +1,33 @@
-"""Judge a learner's replayed tensors: one verdict and its points per gradient.
+"""Judge a learner's answers: one verdict and its points per graded item.
 
-Each gradient of Exercise 1 is judged on its own step: the expected value is that step's
-vector-Jacobian product applied to the learner's own upstream gradients, so one early mistake
-costs only its own points. The end-to-end comparison with autograd is reported beside it.
+The grader builds a job (plain data: the answers' statements and each case's inputs, see
+`build_job`); the replay runs it and reports every answer to a `Collector`, here in the
+grader's process. The collector records the answer, then hands back that gradient's value
+for the rest of the run: autograd's, so that each step is judged on its own formula given
+true upstreams; in a second run of Exercise 1, a random one for the upstream of the steps
+whose true gradient is zero up to rounding (`dlogit_maxes`, `db1`), random ones for every
+gradient, so a constant zero cannot pass. Each answer is then compared with autograd's gradient (or, in the random run,
+with the step's vector-Jacobian product of the random upstream).
 """
 from dataclasses import dataclass, field
 
 import torch
 
-from . import model
-from .compare import broadcast_equal, compare
+from . import data, model
+from .compare import accepted_shape, compare
 from .diagnose import diagnose
 from .exercises import CASES, EXERCISES, case_inputs, sgd_run, training_batches
+from .statements import split
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
 # answers on other batches must pass; every typical mistake is off by far more).
 GRADE_RTOL = 1e-4
 GRADE_ATOL = 1e-7
 TRAIN_RTOL = 1e-5  # Exercise 4: max |learner - twin| / max |twin| after the short run (right: ~3e-7; Bessel n: 4e-4)
+TRAIN_LR = 0.1
+# Steps whose true gradient is zero up to rounding -> the upstream made random to judge them.
+ZERO_STEPS = {"logit_maxes": "norm_logits", "b1": "hprebn"}
+MAX_ELEMENTS = 10**7  # an answer tensor larger than this is refused unread
 
 
 @dataclass
@@ -28,7 +38,7 @@ class Verdict:
     max_points: float
     ok: bool = False
     message: str = ""
-    rows: list = field(default_factory=list)   # (case, "local" | "end-to-end", Row)
+    rows: list = field(default_factory=list)   # (case, "own step" | "random upstream", Row)
 
     @property
     def points(self):
@@ -45,86 +55,221 @@ class Verdict:
             f": {self.message}" if self.message else "")
 
 
+@dataclass
+class Case:
+    """One input the answers are replayed on, with autograd's gradients (grader side only)."""
+    name: str
+    n: int
+    Xb: torch.Tensor
+    Yb: torch.Tensor
+    values: dict = None      # Exercises 1-3: the forward pass's tensors, parameters included
+    params: list = None      # Exercise 4: [C, W1, b1, W2, b2, bngain, bnbias]
+    truth: dict = None       # autograd's gradient of each graded item, by tensor name
+    random: dict = None      # Exercise 1: a random stand-in for every gradient (the second run)
+
+
+def make_cases(exercise):
+    """The cases of an exercise, with autograd's answers: computed in the grader's process."""
+    ex, cases = EXERCISES[exercise], []
+    for i, case in enumerate(CASES):
+        params, Xb, Yb = case_inputs(case, ex.n_hidden)
+        c = Case(case[0], Xb.shape[0], Xb, Yb)
+        if ex.key == "ex4":
+            c.params = list(params.values())
+            c.truth = dict(zip(model.PARAM_NAMES, model.autograd_step_grads(c.params, Xb, Yb)))
+        else:
+            c.truth, c.values = model.reference_grads(params, Xb, Yb)
+            g = torch.Generator().manual_seed(7919 + i)
+            c.random = {k: torch.randn(t.shape, generator=g) * t.abs().mean().clamp_min(1e-3)
+                        for k, t in c.truth.items()}
+        cases.append(c)
+    return cases
+
+
+def statements(sources, banned=None):
+    """[statement dicts] of answer sources [(cell_id, source)]; banned(source) -> why or ''
+    marks a statement that may not run (it then costs only what it defines)."""
+    out = []
+    for cell, src in sources:
+        for st in split(cell, src):
+            if not st.error and banned:
+                st.error = banned(st.source)
+            out.append(st.to_dict())
+    return out
+
+
+def build_job(exercise, stmts, cases):
+    """What the replay needs, as plain data (tensors, numbers, strings): no answer in it."""
+    ex = EXERCISES[exercise]
+    constants = dict(n_hidden=ex.n_hidden, n_embd=model.N_EMBD, block_size=data.BLOCK_SIZE,
+                     vocab_size=data.vocab_size)
+    if ex.key == "ex4":
+        train_params, _, _ = case_inputs(CASES[1], ex.n_hidden)
+        batches = training_batches()
+        return dict(kind="backward", statements=stmts, param_names=model.PARAM_NAMES,
+                    constants={**constants, "batch_size": 32, "n": 32, "itos": list(data.itos)},
+                    cases=[dict(name=c.name, params=c.params, Xb=c.Xb, Yb=c.Yb) for c in cases],
+                    training=dict(params=list(train_params.values()), Xb=[b[0] for b in batches],
+                                  Yb=[b[1] for b in batches], lr=TRAIN_LR))
+    job_cases = []
+    for c in cases:
+        ns = {k: v for k, v in c.values.items() if k != "loss"}
+        ns.update(Xb=c.Xb, Yb=c.Yb, n=c.n, batch_size=c.n)
+        if ex.key == "ex3":
+            ns["dhpreact"] = c.truth["hpreact"]  # given: the gradient flowing into BatchNorm
+        job_cases.append(dict(name=c.name, ns=ns, runs=["true", "random"] if ex.key == "ex1" else ["true"]))
+    return dict(kind="steps", statements=stmts, answered=["d" + k for k in ex.grads],
+                constants=constants, cases=job_cases)
+
+
+def valid(value):
+    """An answer as the grader keeps it: a dense float tensor (a copy), a type name, or None.
+    Whatever came back from learner code is checked before any use."""
+    if isinstance(value, str):
+        return value[:40]
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_quantized \
+            or value.dim() > 8 or value.numel() > MAX_ELEMENTS or value.is_complex():
+        return None if value is None or not isinstance(value, torch.Tensor) else "oversized or unusual tensor"
+    try:
+        return value.detach().clone(memory_format=torch.contiguous_format).to(
+            value.dtype if value.is_floating_point() else torch.float32)
+    except Exception:
+        return "unreadable tensor"
+
+
+class Collector:
+    """Records the answers the replay reports; gives back each gradient's value for the rest of
+    the run. The first report of an answer is the one kept."""
+
+    def __init__(self, exercise, cases):
+        self.exercise, self.cases = exercise, {c.name: c for c in cases}
+        self.answers = {}
+
+    def give(self, case, run, name, value):
+        key = (case, run, name)
+        if key not in self.answers:
+            self.answers[key] = valid(value)
+        c = self.cases.get(case)
+        if self.exercise != "ex1" or c is None or not isinstance(name, str):
+            return None
+        k = name[1:]
+        if run == "random":
+            return c.random[k].clone() if k in c.random else None
+        return c.truth[k].clone() if k in c.truth else None
+
+    def answer(self, case, run, name):
+        return self.answers.get((case, run, name))
+
+
 def _judge(row):
-    return row.shape is not None and row.note[:11] != "wrong shape" and bool(
+    return row.shape is not None and not row.note.startswith("wrong shape") and bool(
         row.maxdiff <= GRADE_ATOL + GRADE_RTOL * row.ref_max)
 
 
 def _compare(name, dt, t):
-    row = compare(name, dt, t)
+    row = compare(name, dt if isinstance(dt, torch.Tensor) else None, t)
     row.ref_max = t.abs().max().item() if t.numel() else 0.0
     return row
 
 
-def _upstream(learner, ref):
-    """The learner's gradients where usable, the reference's where missing or misshapen."""
-    up = dict(ref)
-    for k, v in learner.items():
-        if v is not None and broadcast_equal(v.shape, ref[k].shape):
-            up[k] = v.reshape(ref[k].shape).to(ref[k].dtype)
-    return up
-
-
-def references(ex, case):
-    """(forward values, autograd's gradients, (Xb, Yb)) for one case."""
-    params, Xb, Yb = case_inputs(case, ex.n_hidden)
-    if ex.key == "ex4":
-        return None, dict(zip(model.PARAM_NAMES, model.autograd_step_grads(list(params.values()), Xb, Yb))), (Xb, Yb)
-    ref, values = model.reference_grads(params, Xb, Yb)
-    return values, ref, (Xb, Yb)
-
-
-def score(exercise, tensors, errors):
-    """{name: Verdict} for every graded item of the exercise, from replay's output."""
+def score(exercise, collector, errors):
+    """{name: Verdict} for every graded item of the exercise, from the collector's answers and
+    the replay's errors {"<case>/<run>/<name>": message}."""
     ex = EXERCISES[exercise]
     verdicts = {k: Verdict(exercise, k, p) for k, p in {**ex.grads, **ex.extra_tests}.items()}
-    failed = {k: [] for k in ex.grads}  # (case, diagnosis) where the gradient was judged wrong
-    for case in CASES:
-        values, ref, (Xb, Yb) = references(ex, case)
-        learner = {k: tensors.get(f"{case[0]}/{k}") for k in ex.grads}
-        seen = {k: tensors.get(f"{case[0]}/seen:{k}") for k in ex.grads}
-        up = _upstream(seen, ref) if ex.key == "ex1" else None
-        for k in ex.grads:
-            v = verdicts[k]
-            expected = ref[k]
-            v.rows.append((case[0], "end-to-end", _compare(k, learner[k], ref[k])))
-            if up is not None:  # Exercise 1: judged on its own step, given the learner's upstream
-                expected = model.local_grad(k, values, up, Xb, Yb)
-                v.rows.append((case[0], "local", _compare(k, learner[k], expected)))
-            if not _judge(v.rows[-1][2]):
-                failed[k].append((case, diagnose(learner[k], expected, Xb.shape[0])))
-    cell_errors = sorted(set(errors.values()))
+    step = "step" if ex.key == "ex4" else "true"
     for k in ex.grads:
-        verdicts[k].ok = not failed[k]
-        if failed[k]:
-            verdicts[k].message = _message(failed[k], cell_errors)
+        v, failed = verdicts[k], []
+        label = k if ex.key == "ex4" else "d" + k
+        for c in collector.cases.values():
+            answer = collector.answer(c.name, step, label)
+            runs = [("own step", answer, [c.truth[k]])]
+            if ex.key == "ex1" and k in ZERO_STEPS:
+                runs.append(("random upstream", collector.answer(c.name, "random", label), _random_expected(k, c)))
+            for kind, dt, expected in runs:
+                rows = [_compare(k, dt, e) for e in expected]
+                row = next((r for r in rows if _judge(r)), rows[0])
+                v.rows.append((c.name, kind, row))
+                if not _judge(row):
+                    failed.append((c, kind, dt, expected[0]))
+        v.ok = not failed
+        note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
+        errs = [errors.get(f"{c}/{step}/{label}") for c in ("notebook", "hidden_a", "hidden_b")]
+        error = errors.get("process") or next((e for e in errs if e), errors.get(f"notebook/{step}/backward", ""))
+        v.message = _message(k, failed, error, ex) if failed else note
     if "training" in ex.extra_tests:
-        verdicts["training"] = _score_training(tensors, verdicts["training"])
+        _score_training(collector, errors, verdicts["training"])
     return verdicts
 
 
-def _message(failed, cell_errors):
-    """Why a gradient is wrong: missing (and the error met), right on the notebook's batch only,
-    or the likely mistake on the first case where it failed."""
-    (case, why), names = failed[0], [c[0] for c, _ in failed]
-    if why == "not defined":
-        return "not defined" + (f" (your answer raised {cell_errors[0]})" if cell_errors else "")
-    if "notebook" not in names and case[3] != 32:
-        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?"
-    where = "on the notebook's batch" if case[0] == "notebook" else f"on a hidden batch of {case[3]}"
-    return f"does not match {where}" + (f": {why}" if why else "")
+def _random_expected(k, c):
+    """What a step whose true gradient is zero up to rounding must give in the random run,
+    where every gradient the learner answered was replaced by a random one: its vector-Jacobian
+    product of its upstream's random value, or (if the learner computed the upstream again
+    under another name) of the upstream's own step applied to its random upstreams."""
+    up = ZERO_STEPS[k]
+    direct = model.local_grad(k, c.values, c.random, c.Xb, c.Yb)
+    again = model.local_grad(up, c.values, c.random, c.Xb, c.Yb)
+    return [direct, model.local_grad(k, c.values, {**c.random, up: again}, c.Xb, c.Yb)]
 
 
-def _score_training(tensors, v):
-    trained = [tensors.get(f"training/{k}") for k in model.PARAM_NAMES]
-    if any(t is None for t in trained):
-        v.message = "the short training run did not complete with your backward pass"
-        return v
+def _message(k, failed, error, ex):
+    """Why a gradient is wrong: its own error if it is missing, right on the notebook's batch
+    only, not following a random upstream, or the likely mistake where it first failed."""
+    c, kind, dt, expected = failed[0]
+    if not isinstance(dt, torch.Tensor):
+        what = dt if isinstance(dt, str) else None
+        return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
+    names = {f[0].name for f in failed}
+    why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex))
+    said = f" ({error})" if error else ""
+    if kind == "random upstream":
+        up = ZERO_STEPS[k]
+        return (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
+                f"given a random d{up} it is wrong (a constant?)" + said)
+    if "notebook" not in names and c.n != 32:
+        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
+    where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
+    return f"does not match {where}" + (f": {why}" if why else "") + said
+
+
+def _bessel(k, c, ex):
+    """Exercise 3's answer without Bessel's correction (n, not n-1, in the variance), to name
+    that mistake when it is the one made."""
+    if ex.key != "ex3" or k != "hprebn":
+        return None
+    v, n, dh = c.values, c.n, c.truth["hpreact"]
+    return v["bngain"] * v["bnvar_inv"] / n * (n * dh - dh.sum(0) - v["bnraw"] * (dh * v["bnraw"]).sum(0))
+
+
+def _score_training(collector, errors, v):
+    trained = [collector.answer("training", "final", k) for k in model.PARAM_NAMES]
+    if any(not isinstance(t, torch.Tensor) for t in trained):
+        error = errors.get("process") or errors.get("training/final/backward", "")
+        v.message = "the short training run did not complete with your backward pass" + (f": {error}" if error else "")
+        return
     params, _, _ = case_inputs(CASES[1], 200)
     twin = sgd_run(lambda ps, Xb, Yb: model.autograd_step_grads(ps, Xb, Yb),
-                   list(params.values()), training_batches())
-    worst = max(((a.reshape(b.shape) - b).abs().max() / b.abs().max()).item()
+                   list(params.values()), training_batches(), TRAIN_LR)
+    if any(a.numel() != b.numel() for a, b in zip(trained, twin)):
+        v.message = "the short training run returned parameters of the wrong size"
+        return
+    worst = max(((a.reshape(b.shape).to(b.dtype) - b).abs().max() / b.abs().max()).item()
                 for a, b in zip(trained, twin))
     v.ok = worst <= TRAIN_RTOL
-    v.message = f"parameters after the short run differ from autograd's twin by {worst:.1e} (relative)"
-    return v
+    v.message = (f"parameters after the short run differ from autograd's twin by {worst:.1e} "
+                 f"(relative; at most {TRAIN_RTOL:.0e} passes)")
+
+
+def grade(exercise, sources, banned=None):
+    """{name: Verdict} for answer sources [(cell_id, source)], replayed in this process (the
+    learner's own kernel, tests). The trusted score replays in a sandbox: see trusted.py."""
+    from . import replay
+    cases = make_cases(exercise)
+    collector = Collector(exercise, cases)
+    errors = replay.run_job(build_job(exercise, statements(sources, banned), cases), collector.give)
+    return score(exercise, collector, errors)
+
+
+__all__ = ["Verdict", "Case", "Collector", "make_cases", "build_job", "statements", "score", "grade",
+           "accepted_shape"]

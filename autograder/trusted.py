@@ -32,8 +32,8 @@ def forbidden(src):
     """Why the source may not be graded (autograd or dynamic code), or '' if it may."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return ""  # the replay reports the syntax error
+    except (tokenize.TokenError, SyntaxError, IndentationError) as e:
+        return f"cannot be read ({type(e).__name__})"  # never a pass
     prev = None
     for tok in tokens:
         if tok.type == tokenize.NAME:
@@ -53,17 +53,14 @@ def trusted_verdicts(exercise, sources):
 
 def trusted_verdicts_many(answers):
     """{exercise: {name: Verdict}} for answers {exercise: [(cell_id, source)]} of one learner,
-    replayed in one sandboxed process."""
-    banned = {ex: {cell: why for cell, src in sources if (why := forbidden(src))} for ex, sources in answers.items()}
-    jobs = {ex: [(cell, src) for cell, src in sources if cell not in banned[ex]] for ex, sources in answers.items()}
+    replayed in one sandboxed process. A statement that uses something banned is not run: it
+    costs the gradients it defines, with a message saying why."""
+    jobs = {}
+    for ex, sources in answers.items():
+        cases = score.make_cases(ex)
+        jobs[ex] = (score.build_job(ex, score.statements(sources, forbidden), cases), cases)
     results = _replay(jobs)
-    out = {}
-    for ex, (tensors, errors) in results.items():
-        verdicts = out[ex] = score.score(ex, tensors, errors)
-        for cell, why in banned[ex].items():
-            for name in EXERCISES[ex].answer_cells[cell] or list(verdicts):  # Exercise 4: every item
-                verdicts[name].ok, verdicts[name].message = False, why
-    return out
+    return {ex: score.score(ex, collector, errors) for ex, (collector, errors) in results.items()}
 
 
 def learner_answers(submitted, release):
@@ -82,14 +79,18 @@ def learner_answers(submitted, release):
 
 
 def _replay(jobs):
-    """sandbox.run_many, but an exercise that brings the shared process down (a crash, the
-    time or memory limit) costs only its own points: the others are then replayed apart."""
+    """{exercise: (collector, errors)} for jobs {exercise: (job, cases)}, via sandbox.run_many.
+    An exercise that brings the shared process down (a crash, the time or memory limit) costs
+    only its own points: the others are then replayed apart."""
+    collectors = {ex: score.Collector(ex, cases) for ex, (_, cases) in jobs.items()}
     try:
-        return sandbox.run_many(jobs)
+        errors = sandbox.run_many({ex: job for ex, (job, _) in jobs.items()}, collectors)
+        return {ex: (collectors[ex], errors[ex]) for ex in jobs}
     except sandbox.SandboxError as e:
         if len(jobs) == 1:
-            return {ex: ({}, {"process": str(e)}) for ex in jobs}
-    return {ex: _replay({ex: sources})[ex] for ex, sources in jobs.items()}
+            (ex, (_, cases)), = jobs.items()
+            return {ex: (score.Collector(ex, cases), {"process": str(e)})}
+    return {ex: _replay({ex: job})[ex] for ex, job in jobs.items()}
 
 
 def exercise_of(notebook_name):

@@ -1,6 +1,7 @@
 import torch
 
-from autograder.compare import compare, report
+from autograder.check import report
+from autograder.compare import compare
 
 
 def test_a_broadcastable_wrong_shape_is_not_exact():
@@ -16,7 +17,7 @@ def test_size_one_dimensions_are_accepted_with_a_note():
     """Is the lecture's dbnmeani of shape (64,) accepted for a (1, 64) tensor, with a note?"""
     t = torch.randn(1, 64)
     row = compare("bnmeani", t.view(64), t)
-    assert row.exact and row.approximate and row.note == "(64,) ok for (1, 64)"
+    assert row.exact and row.approximate and row.note == "(64,) accepted for (1, 64)"
 
 
 def test_missing_and_non_tensor_answers_are_reported(capsys):

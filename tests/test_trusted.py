@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from autograder import sandbox
+from autograder import sandbox, score
 from autograder.trusted import forbidden, trusted_verdicts, trusted_verdicts_many
 from conftest import ROOT, solution_cells
 
@@ -77,8 +77,10 @@ def test_an_answer_that_crashes_the_shared_process_costs_only_its_own_exercise()
     segfault) must not cost the other exercises their points."""
     answers = {ex: list(solution_cells(ex).items()) for ex in ("ex1", "ex3", "ex4")}
     answers["ex2"] = [("ex2_dlogits", "import ctypes\nctypes.string_at(0)\ndlogits = logits")]
+    cases = {ex: score.make_cases(ex) for ex in answers}
+    jobs = {ex: score.build_job(ex, score.statements(src), cases[ex]) for ex, src in answers.items()}
     with pytest.raises(sandbox.SandboxError, match="crashed"):
-        sandbox.run_many(answers)
+        sandbox.run_many(jobs, {ex: score.Collector(ex, cases[ex]) for ex in answers})
     verdicts = trusted_verdicts_many(answers)
     assert not verdicts["ex2"]["logits"].ok
     assert all(v.ok for ex in ("ex1", "ex3", "ex4") for v in verdicts[ex].values())

@@ -55,7 +55,8 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from autograder.data import splits, itos, stoi, vocab_size
-from autograder.compare import cmp, report    # the lecture's cmp, honest about shapes
+from autograder.compare import cmp           # the lecture's cmp, honest about shapes
+from autograder.check import report          # cmp rows, and whether each step of yours is right
 from autograder.hidden import grade, require  # used by the graded cells
 """
 

@@ -13,12 +13,16 @@ tensor's shape.
 
 **How to work.** Run the setup cells, then fill in one stage at a time. After each stage a
 check prints the familiar row for each gradient (shape, approximate, maxdiff) against
-PyTorch's. A gradient you have not written yet shows as *missing*.
+PyTorch's, and whether your own step is right given your upstream gradients. A gradient you
+have not written yet shows as *missing*.
 
-**How it is graded.** Each of the 26 gradients is worth 1 point and is judged on its own step,
-given your own upstream gradient: a mistake in `dprobs` costs `dprobs`, not everything after
-it. Your cells are re-run on hidden inputs too (other seeds, other batch sizes), so write
-`n`, not `32`. Work on the plain tensors (no autograd: `.grad`, `backward` and
+**How it is graded.** Each of the 26 gradients is worth 1 point and is judged on its own step.
+Your cells are re-run line by line; right after the last line that writes a gradient, the
+grader records your value and gives the lines below PyTorch's, so a mistake in `dprobs` costs
+`dprobs`, not everything after it, and a line that fails costs only what it defines.
+`dlogit_maxes` and `db1` are zero up to rounding: they are also judged on a random upstream,
+so a constant zero earns nothing. Your cells are re-run on hidden inputs too (other seeds,
+other batch sizes), so write `n`, not `32`. Work on the plain tensors (no autograd: `.grad`, `backward` and
 `torch.autograd` earn nothing).
 """)
 
