@@ -92,6 +92,11 @@ def run_statements(statements, ns, answered=(), give=None):
     answers, errors, other, given, unrun = {}, {}, [], {}, {}
 
     def record(name):
+        if name not in last:
+            written = {n for st in statements for n in st.writes}
+            close = difflib.get_close_matches(name, written - set(answered), n=1, cutoff=0.8)
+            errors.setdefault(name, f"no line of yours assigns {name}" + (
+                f" (you wrote {close[0]}: a typo?)" if close else ""))
         v = ns.get(name)
         answers[name] = v.detach().clone() if isinstance(v, torch.Tensor) else (
             None if v is None else type(v).__name__)
@@ -124,10 +129,6 @@ def run_statements(statements, ns, answered=(), give=None):
     for name in answered:
         if name not in answers:
             record(name)
-            written = {n for st in statements for n in st.writes}
-            close = difflib.get_close_matches(name, written - set(answered), n=1, cutoff=0.8)
-            errors.setdefault(name, f"no line of yours assigns {name}" + (
-                f" (you wrote {close[0]}: a typo?)" if close else ""))
     return answers, errors, other
 
 

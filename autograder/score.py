@@ -17,7 +17,7 @@ from . import data, model
 from .compare import accepted_shape, compare
 from .diagnose import diagnose
 from .exercises import CASES, EXERCISES, case_inputs, sgd_run, training_batches
-from .statements import split
+from .statements import forbidden, split
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
 # answers on other batches must pass; every typical mistake is off by far more).
@@ -86,7 +86,7 @@ def make_cases(exercise):
     return cases
 
 
-def statements(sources, banned=None):
+def statements(sources, banned=forbidden):
     """[statement dicts] of answer sources [(cell_id, source)]; banned(source) -> why or ''
     marks a statement that may not run (it then costs only what it defines)."""
     out = []
@@ -261,7 +261,7 @@ def _score_training(collector, errors, v):
                  f"(relative; at most {TRAIN_RTOL:.0e} passes)")
 
 
-def grade(exercise, sources, banned=None):
+def grade(exercise, sources, banned=forbidden):
     """{name: Verdict} for answer sources [(cell_id, source)], replayed in this process (the
     learner's own kernel, tests). The trusted score replays in a sandbox: see trusted.py."""
     from . import replay

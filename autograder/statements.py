@@ -6,7 +6,9 @@ banned, costs the gradients it would define and nothing else, and the replay kno
 each gradient is answered: at the last statement that may write it.
 """
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 # Lines IPython runs but Python cannot parse: magics and shell escapes, at the start of a line.
@@ -115,3 +117,29 @@ def _broken(cell, lines, lo, hi, e):
     if (start, end) == (lo, hi):
         return [bad]
     return _split(cell, lines, lo, start) + [bad] + _split(cell, lines, end, hi)
+
+
+# Names that mean autograd, whatever the spelling around them; `.grad`/`.backward` as attributes.
+AUTOGRAD_NAMES = {"autograd", "functorch", "requires_grad", "requires_grad_", "enable_grad",
+                  "set_grad_enabled", "retain_grad", "grad_fn"}
+AUTOGRAD_ATTRS = {"grad", "backward", "func"}
+DYNAMIC = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "importlib", "globals",
+           "vars", "__dict__", "__builtins__", "__class__", "__subclasses__"}
+
+
+def forbidden(src):
+    """Why the source may not be graded (autograd or dynamic code), or '' if it may."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError) as e:
+        return f"cannot be read ({type(e).__name__})"  # never a pass
+    prev = None
+    for tok in tokens:
+        if tok.type == tokenize.NAME:
+            if tok.string in AUTOGRAD_NAMES or (prev == "." and tok.string in AUTOGRAD_ATTRS):
+                return f"uses autograd (`{tok.string}`, line {tok.start[0]}): gradients must be computed by hand"
+            if tok.string in DYNAMIC:
+                return f"uses `{tok.string}` (line {tok.start[0]}), which is not allowed in an answer"
+        if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            prev = tok.string
+    return ""

@@ -7,8 +7,6 @@ sandbox.py), judges the returned tensors here, and writes each test cell's outpu
 verdict as text and the points as the cell's result, which nbgrader records as partial credit.
 Registered in nbgrader_config.py after Execute.
 """
-import io
-import tokenize
 from pathlib import Path
 
 import nbformat
@@ -19,32 +17,7 @@ from . import sandbox, score
 from .exercises import EXERCISES
 from .hidden import answer_sources
 from .repair import read_any, rebuild
-
-# Names that mean autograd, whatever the spelling around them; `.grad`/`.backward` as attributes.
-AUTOGRAD_NAMES = {"autograd", "functorch", "requires_grad", "requires_grad_", "enable_grad",
-                  "set_grad_enabled", "retain_grad", "grad_fn"}
-AUTOGRAD_ATTRS = {"grad", "backward", "func"}
-DYNAMIC = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "importlib", "globals",
-           "vars", "__dict__", "__builtins__", "__class__", "__subclasses__"}
-
-
-def forbidden(src):
-    """Why the source may not be graded (autograd or dynamic code), or '' if it may."""
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
-    except (tokenize.TokenError, SyntaxError, IndentationError) as e:
-        return f"cannot be read ({type(e).__name__})"  # never a pass
-    prev = None
-    for tok in tokens:
-        if tok.type == tokenize.NAME:
-            if tok.string in AUTOGRAD_NAMES or (prev == "." and tok.string in AUTOGRAD_ATTRS):
-                return f"uses autograd (`{tok.string}`, line {tok.start[0]}): gradients must be computed by hand"
-            if tok.string in DYNAMIC:
-                return f"uses `{tok.string}` (line {tok.start[0]}), which is not allowed in an answer"
-        if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
-            prev = tok.string
-    return ""
-
+from .statements import forbidden
 
 def trusted_verdicts(exercise, sources):
     """{name: Verdict} for answer sources [(cell_id, source)], judged outside the learner's kernel."""
@@ -58,7 +31,7 @@ def trusted_verdicts_many(answers):
     jobs = {}
     for ex, sources in answers.items():
         cases = score.make_cases(ex)
-        jobs[ex] = (score.build_job(ex, score.statements(sources, forbidden), cases), cases)
+        jobs[ex] = (score.build_job(ex, score.statements(sources), cases), cases)
     results = _replay(jobs)
     return {ex: score.score(ex, collector, errors) for ex, (collector, errors) in results.items()}
 
