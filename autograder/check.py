@@ -28,7 +28,7 @@ def report(names, ns, ref):
     """Print the lecture's cmp row for each d<name> in namespace ns against autograd's ref[name],
     with whether the learner's own step is right given their upstream gradients, and under a
     wrong one the likely mistake; then a tally. Returns the rows."""
-    rows = []
+    rows, inherited = [], 0
     for k in names:
         dt = ns.get("d" + k)
         row = compare(k, dt, ref[k])
@@ -45,6 +45,9 @@ def report(names, ns, ref):
             why = diagnose(dt, expected, ns.get("n", 32))
             print(f"{'':15s}   ^ " + (why or "does not match, given your upstream gradients"))
         elif not row.ok:
-            print(f"{'':15s}   ^ right given your upstream gradients: fix the first wrong one above")
+            inherited += 1
     print(f"{sum(r.ok for r in rows)}/{len(rows)} gradients match")
+    if inherited:
+        print(f"{inherited} of the others differ only because an earlier gradient is wrong "
+              "(their own step is right): fix the first WRONG one")
     return rows

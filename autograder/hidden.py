@@ -69,17 +69,24 @@ class NotYet(AssertionError):
 
 def require(var, ns):
     """Under `nbgrader validate`, fail with one line if `var` (a gradient, or Exercise 4's
-    `backward`) is not defined yet or does not match PyTorch on the notebook's own batch;
-    otherwise do nothing, so that Run All in the learner's notebook never stops here."""
+    `backward`) is not defined yet or its own step is wrong on the notebook's batch (judged as
+    the grader does: given the learner's upstream gradients); otherwise do nothing, so that
+    Run All in the learner's notebook never stops here."""
     if not os.environ.get("NBGRADER_VALIDATING"):
         return
     if var == "backward":
-        rows = _check_backward(ns)
+        problems = [f"d{r.name}: " + ("not returned" if r.shape is None else "wrong") for r in _check_backward(ns) if not r.ok]
+    elif "ref" in ns:
+        from .check import own_step
+        from .diagnose import diagnose
+        k, dt, ref = var[1:], ns.get(var), ns["ref"]
+        expected = own_step(k, ns, ref)
+        expected = ref[k] if expected is None else expected
+        row = compare(k, dt, expected)
+        problems = [] if row.ok else [f"{var}: " + ("not defined yet" if row.shape is None else
+                                                    "wrong: " + (diagnose(dt, expected, ns.get("n", 32)) or str(row).split("| ", 2)[-1]))]
     else:
-        rows = [compare(var[1:], ns.get(var), ns["ref"][var[1:]])] if "ref" in ns else []
-    problems = [(r.name if r.name == "backward" else f"d{r.name}") + ": " + ("not defined yet" if r.shape is None else
-                                  f"does not match PyTorch on this notebook's batch ({str(r).split('| ', 2)[-1]})")
-                for r in rows if not r.ok]
+        problems = []
     if problems:
         raise NotYet("; ".join(problems))
 
@@ -87,7 +94,7 @@ def require(var, ns):
 def _check_backward(ns):
     """cmp rows of the learner's backward against autograd on the notebook's batch."""
     if not callable(ns.get("backward")):
-        return [compare("backward", None, torch.zeros(1))]
+        raise NotYet("backward: not defined yet")
     params = [p.detach() for p in ns["parameters"]]
     try:
         with torch.no_grad():
