@@ -7,7 +7,6 @@ A gradient is answered at the learner's last write of it: the replay records its
 there, then puts in the namespace the value the grader gives for it (autograd's, or a random
 one), so that every later step reads a known upstream and is judged on its own formula.
 """
-import ast
 import contextlib
 import difflib
 import os
@@ -18,6 +17,7 @@ import warnings
 
 import torch
 
+from . import restricted
 from .statements import Statement
 
 STATEMENT_SECONDS = 10  # one statement of an answer (or one call of backward) at most
@@ -53,18 +53,20 @@ def silenced():
         yield
 
 
-def _compile(st):
-    tree = ast.parse(st.source)
-    return compile(tree, f"<{st.cell}>", "exec")
-
-
 def execute(st, ns):
-    """Run one statement in ns: '' or its error, 'Type: message (line N)'."""
+    """Run one statement in ns (restricted: see restricted.py): '' or its error,
+    'Type: message (line N)'."""
     if st.error:
         return st.error
     with silenced(), time_limit(STATEMENT_SECONDS):
         try:
-            exec(_compile(st), ns)
+            code = restricted.compile_answer(st.source, f"<{st.cell}>")
+        except SyntaxError as e:
+            return restricted.why(e)
+        except (ValueError, RecursionError, MemoryError) as e:
+            return f"{type(e).__name__}: cannot compile this statement"
+        try:
+            exec(code, ns)
             return ""
         except BaseException as e:  # SystemExit and KeyboardInterrupt too: one statement, one error
             tb, line = e.__traceback__, st.line
@@ -176,7 +178,7 @@ def run_job(job, give):
     Returns {"<case>/<run>/<name>": error}."""
     import torch.nn.functional as F
     errors = {}
-    base = {"torch": torch, "F": F, **job["constants"]}
+    base = restricted.globals_for({"torch": torch, "F": F, **job["constants"]})
     if job["kind"] == "steps":  # Exercises 1 to 3
         for case in job["cases"]:
             for run in case["runs"]:
