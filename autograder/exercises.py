@@ -2,6 +2,7 @@
 inputs on which answers are replayed (the notebook's own batch and hidden ones)."""
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -43,8 +44,52 @@ EXERCISES = {
 
 # Inputs answers are replayed on: (name, parameter seed, batch seed, batch size). The first is
 # the notebook's own batch (parameters and batch from one generator, as in the lecture); the
-# hidden ones use other seeds and batch sizes, so `1/32` written for `1/n` is caught.
+# hidden ones use other seeds and batch sizes, so `1/32` written for `1/n` is caught. These
+# public ones are for practice (tests, a learner's own run of the instructor's tests): a
+# course grades on hidden cases drawn from its own secret (see `course_cases`).
 CASES = [("notebook", model.SEED, None, 32), ("hidden_a", 1337, 7, 48), ("hidden_b", 4242, 99, 19)]
+SECRET_FILE = "backprop_ninja_secret.json"  # beside nbgrader_config.py; never released or committed
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The inputs of one grading: the cases, and the seeds of Exercise 4's short training run
+    (its initial parameters and its batches)."""
+    cases: tuple = tuple(CASES)
+    train_param_seed: int = 1337
+    train_batch_seed: int = 31337
+
+
+PRACTICE = Setting()
+
+
+def course_setting(root):
+    """The course's grading setting, drawn from the secret in `root`/backprop_ninja_secret.json
+    (created once, with a random secret, when missing). Learners cannot know its cases, so no
+    answer can be precomputed for them; keep the file to grade again the same way."""
+    import json
+    import os
+    import random
+    import secrets
+    path = Path(root) / SECRET_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"secret": secrets.randbits(62),
+                                   "note": "hidden grading cases of Becoming a backprop ninja: keep private"}) + "\n")
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a secret another process made first
+        except FileExistsError:
+            pass
+        tmp.unlink()
+    try:
+        secret = int(json.loads(path.read_text())["secret"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a grading secret ({type(e).__name__}): delete it to make a new one") from None
+    rng = random.Random(secret)
+    sizes = rng.sample([n for n in range(17, 65) if n != 32], 2)
+    hidden = tuple((f"hidden_{c}", rng.randrange(2**31), rng.randrange(2**31), n) for c, n in zip("ab", sizes))
+    return Setting((CASES[0], *hidden), rng.randrange(2**31), rng.randrange(2**31))
 
 
 @lru_cache(maxsize=1)
@@ -66,6 +111,12 @@ def case_inputs(case, n_hidden=64):
 
 TRAIN_STEPS = 100   # Exercise 4: steps of the short run compared with an autograd-trained twin
 TRAIN_SEED = 31337
+
+
+def training_params(setting=PRACTICE, n_hidden=200):
+    """Exercise 4's short run starts here."""
+    g = torch.Generator().manual_seed(setting.train_param_seed)
+    return list(model.init_params(n_hidden, g).values())
 
 
 def training_batches(steps=TRAIN_STEPS, batch_size=32, seed=TRAIN_SEED):

@@ -22,7 +22,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import course
-from .trusted import learner_answers, trusted_verdicts_many
+from .exercises import course_setting
+from .trusted import learner_answers, preflight, trusted_verdicts_many
 
 
 def students(root, assignment=course.ASSIGNMENT):
@@ -58,10 +59,15 @@ def autograde_one(student, assignment=course.ASSIGNMENT):
     return (0, "") if result["success"] else (1, (result.get("error") or result.get("log") or "")[-2000:])
 
 
-def scores_one(root, student, assignment=course.ASSIGNMENT):
-    """[(student, exercise, item, points, max_points, verdict)] for one learner, without nbgrader."""
-    answers = learner_answers(Path(root) / "submitted" / student / assignment, Path(root) / "release" / assignment)
-    verdicts = trusted_verdicts_many(answers)
+def scores_one(root, student, assignment=course.ASSIGNMENT, setting=None):
+    """[(student, exercise, item, points, max_points, verdict)] for one learner, without nbgrader.
+    A submission that cannot be read at all scores 0 with the reason; the class goes on."""
+    setting = setting or course_setting(root)
+    try:
+        answers = learner_answers(Path(root) / "submitted" / student / assignment, Path(root) / "release" / assignment)
+        verdicts = trusted_verdicts_many(answers, setting)
+    except Exception as e:  # one learner's bad submission never stops the class
+        return [(student, "*", "*", 0.0, 0.0, f"could not be graded: {type(e).__name__}: {str(e)[:200]}")]
     return [(student, ex, v.name, v.points, v.max_points, v.summary())
             for ex, vs in verdicts.items() for v in vs.values()]
 
@@ -76,10 +82,15 @@ def main(argv=None):
     todo = students(args.course)
     if not todo:
         p.error(f"no submissions in {Path(args.course) / 'submitted'}")
+    setting = course_setting(args.course)
+    broken = preflight(setting)
+    if broken:  # the grader's own failure: no learner may be scored for it
+        print(f"error: the trusted grader cannot run, so nothing was graded: {broken}", file=sys.stderr)
+        return 2
     if not args.scores_only:  # make sure the assignment and students exist before parallel runs
         course.nbgrader(args.course, "db", "assignment", "add", course.ASSIGNMENT, check=False)
     if args.scores_only:  # the work is in sandboxed child processes: threads are enough here
-        pool, submit = ThreadPoolExecutor(args.jobs), lambda s: pool.submit(scores_one, args.course, s)
+        pool, submit = ThreadPoolExecutor(args.jobs), lambda s: pool.submit(scores_one, args.course, s, setting=setting)
     else:
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(Path(args.course).resolve(), args.jobs > 1))

@@ -16,7 +16,7 @@ import torch
 from . import data, model
 from .compare import accepted_shape, compare
 from .diagnose import diagnose
-from .exercises import CASES, EXERCISES, case_inputs, sgd_run, training_batches
+from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .statements import forbidden, split
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
@@ -68,10 +68,10 @@ class Case:
     random: dict = None      # Exercise 1: a random stand-in for every gradient (the second run)
 
 
-def make_cases(exercise):
+def make_cases(exercise, setting=PRACTICE):
     """The cases of an exercise, with autograd's answers: computed in the grader's process."""
     ex, cases = EXERCISES[exercise], []
-    for i, case in enumerate(CASES):
+    for i, case in enumerate(setting.cases):
         params, Xb, Yb = case_inputs(case, ex.n_hidden)
         c = Case(case[0], Xb.shape[0], Xb, Yb)
         if ex.key == "ex4":
@@ -98,18 +98,17 @@ def statements(sources, banned=forbidden):
     return out
 
 
-def build_job(exercise, stmts, cases):
+def build_job(exercise, stmts, cases, setting=PRACTICE):
     """What the replay needs, as plain data (tensors, numbers, strings): no answer in it."""
     ex = EXERCISES[exercise]
     constants = dict(n_hidden=ex.n_hidden, n_embd=model.N_EMBD, block_size=data.BLOCK_SIZE,
                      vocab_size=data.vocab_size)
     if ex.key == "ex4":
-        train_params, _, _ = case_inputs(CASES[1], ex.n_hidden)
-        batches = training_batches()
+        batches = training_batches(seed=setting.train_batch_seed)
         return dict(kind="backward", statements=stmts, param_names=model.PARAM_NAMES,
                     constants={**constants, "batch_size": 32, "n": 32, "itos": list(data.itos)},
                     cases=[dict(name=c.name, params=c.params, Xb=c.Xb, Yb=c.Yb) for c in cases],
-                    training=dict(params=list(train_params.values()), Xb=[b[0] for b in batches],
+                    training=dict(params=training_params(setting, ex.n_hidden), Xb=[b[0] for b in batches],
                                   Yb=[b[1] for b in batches], lr=TRAIN_LR))
     job_cases = []
     for c in cases:
@@ -141,8 +140,8 @@ class Collector:
     """Records the answers the replay reports; gives back each gradient's value for the rest of
     the run. The first report of an answer is the one kept."""
 
-    def __init__(self, exercise, cases):
-        self.exercise, self.cases = exercise, {c.name: c for c in cases}
+    def __init__(self, exercise, cases, setting=PRACTICE):
+        self.exercise, self.cases, self.setting = exercise, {c.name: c for c in cases}, setting
         self.answers = {}
 
     def give(self, case, run, name, value):
@@ -194,7 +193,7 @@ def score(exercise, collector, errors):
                     failed.append((c, kind, dt, expected[0]))
         v.ok = not failed
         note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
-        errs = [errors.get(f"{c}/{step}/{label}") for c in ("notebook", "hidden_a", "hidden_b")]
+        errs = [errors.get(f"{c}/{step}/{label}") for c in collector.cases]
         error = errors.get("process") or next((e for e in errs if e), errors.get(f"notebook/{step}/backward", ""))
         v.message = _message(k, failed, error, ex) if failed else note
     if "training" in ex.extra_tests:
@@ -248,9 +247,9 @@ def _score_training(collector, errors, v):
         error = errors.get("process") or errors.get("training/final/backward", "")
         v.message = "the short training run did not complete with your backward pass" + (f": {error}" if error else "")
         return
-    params, _, _ = case_inputs(CASES[1], 200)
+    setting = collector.setting
     twin = sgd_run(lambda ps, Xb, Yb: model.autograd_step_grads(ps, Xb, Yb),
-                   list(params.values()), training_batches(), TRAIN_LR)
+                   training_params(setting), training_batches(seed=setting.train_batch_seed), TRAIN_LR)
     if any(a.numel() != b.numel() for a, b in zip(trained, twin)):
         v.message = "the short training run returned parameters of the wrong size"
         return
@@ -261,13 +260,13 @@ def _score_training(collector, errors, v):
                  f"(relative; at most {TRAIN_RTOL:.0e} passes)")
 
 
-def grade(exercise, sources, banned=forbidden):
+def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     """{name: Verdict} for answer sources [(cell_id, source)], replayed in this process (the
     learner's own kernel, tests). The trusted score replays in a sandbox: see trusted.py."""
     from . import replay
-    cases = make_cases(exercise)
-    collector = Collector(exercise, cases)
-    errors = replay.run_job(build_job(exercise, statements(sources, banned), cases), collector.give)
+    cases = make_cases(exercise, setting)
+    collector = Collector(exercise, cases, setting)
+    errors = replay.run_job(build_job(exercise, statements(sources, banned), cases, setting), collector.give)
     return score(exercise, collector, errors)
 
 

@@ -7,6 +7,7 @@ sandbox.py), judges the returned tensors here, and writes each test cell's outpu
 verdict as text and the points as the cell's result, which nbgrader records as partial credit.
 Registered in nbgrader_config.py after Execute.
 """
+import os
 from pathlib import Path
 
 import nbformat
@@ -14,25 +15,25 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbformat.v4 import new_output
 
 from . import sandbox, score
-from .exercises import EXERCISES
+from .exercises import EXERCISES, PRACTICE, course_setting
 from .hidden import answer_sources
 from .repair import read_any, rebuild
 from .statements import forbidden
 
-def trusted_verdicts(exercise, sources):
+def trusted_verdicts(exercise, sources, setting=PRACTICE):
     """{name: Verdict} for answer sources [(cell_id, source)], judged outside the learner's kernel."""
-    return trusted_verdicts_many({exercise: sources})[exercise]
+    return trusted_verdicts_many({exercise: sources}, setting)[exercise]
 
 
-def trusted_verdicts_many(answers):
+def trusted_verdicts_many(answers, setting=PRACTICE):
     """{exercise: {name: Verdict}} for answers {exercise: [(cell_id, source)]} of one learner,
     replayed in one sandboxed process. A statement that uses something banned is not run: it
     costs the gradients it defines, with a message saying why."""
     jobs = {}
     for ex, sources in answers.items():
-        cases = score.make_cases(ex)
-        jobs[ex] = (score.build_job(ex, score.statements(sources), cases), cases)
-    results = _replay(jobs)
+        cases = score.make_cases(ex, setting)
+        jobs[ex] = (score.build_job(ex, score.statements(sources), cases, setting), cases)
+    results = _replay(jobs, setting)
     return {ex: score.score(ex, collector, errors) for ex, (collector, errors) in results.items()}
 
 
@@ -51,19 +52,19 @@ def learner_answers(submitted, release):
     return answers
 
 
-def _replay(jobs):
+def _replay(jobs, setting):
     """{exercise: (collector, errors)} for jobs {exercise: (job, cases)}, via sandbox.run_many.
     An exercise that brings the shared process down (a crash, the time or memory limit) costs
     only its own points: the others are then replayed apart."""
-    collectors = {ex: score.Collector(ex, cases) for ex, (_, cases) in jobs.items()}
+    collectors = {ex: score.Collector(ex, cases, setting) for ex, (_, cases) in jobs.items()}
     try:
         errors = sandbox.run_many({ex: job for ex, (job, _) in jobs.items()}, collectors)
         return {ex: (collectors[ex], errors[ex]) for ex in jobs}
     except sandbox.SandboxError as e:
         if len(jobs) == 1:
             (ex, (_, cases)), = jobs.items()
-            return {ex: (score.Collector(ex, cases), {"process": str(e)})}
-    return {ex: _replay({ex: job})[ex] for ex, job in jobs.items()}
+            return {ex: (score.Collector(ex, cases, setting), {"process": str(e)})}
+    return {ex: _replay({ex: job}, setting)[ex] for ex, job in jobs.items()}
 
 
 def exercise_of(notebook_name):
@@ -71,6 +72,30 @@ def exercise_of(notebook_name):
         if ex.notebook == notebook_name + ".ipynb":
             return key
     return None
+
+
+class GraderBroken(RuntimeError):
+    """The grader itself cannot work: no score may be recorded."""
+
+
+def preflight(setting=PRACTICE):
+    """'' if a known answer goes through the sandbox and comes back as a tensor on every case,
+    else what is broken (bubblewrap missing or failing, the package not importable, ...)."""
+    import shutil
+    import torch
+    if not shutil.which("bwrap") and not os.environ.get("BACKPROP_NINJA_UNSANDBOXED"):
+        return ("bubblewrap (bwrap) is not installed: apt-get install bubblewrap (or, on a machine "
+                "without it, set BACKPROP_NINJA_UNSANDBOXED=1 to grade without a sandbox)")
+    cases = score.make_cases("ex2", setting)
+    collector = score.Collector("ex2", cases, setting)
+    job = score.build_job("ex2", score.statements([("ex2_dlogits", "dlogits = torch.ones_like(logits)")]), cases, setting)
+    try:
+        errors = sandbox.run_many({"ex2": job}, {"ex2": collector})["ex2"]
+    except sandbox.SandboxError as e:
+        return f"the sandboxed replay does not run: {e}"
+    if not all(isinstance(collector.answer(c.name, "true", "dlogits"), torch.Tensor) for c in cases):
+        return "the sandboxed replay runs but returns no answer: " + (next(iter(errors.values()), "") or "no error given")
+    return ""
 
 
 class SandboxedExecute(Execute):
@@ -95,15 +120,35 @@ class TrustedScores(NbGraderPreprocessor):
     def trusted(self, exercise, sources, resources):
         key = (exercise, tuple(sources))
         if key not in TrustedScores._verdicts:
+            setting = self.setting()
             answers = {**self.learner_answers(resources), exercise: sources}
-            results = trusted_verdicts_many(answers)
+            results = trusted_verdicts_many(answers, setting)
             TrustedScores._verdicts = {(ex, tuple(answers[ex])): results[ex] for ex in answers}
         return TrustedScores._verdicts[key]
 
+    def coursedir(self):
+        app = getattr(getattr(self, "parent", None), "parent", None)
+        return getattr(app, "coursedir", None)
+
+    _settings = {}  # course root -> (Setting, why the grader cannot run or '')
+
+    def setting(self):
+        """The course's hidden cases (from its secret), once the sandbox has shown it works."""
+        coursedir = self.coursedir()
+        if coursedir is None:
+            raise GraderBroken("the trusted grader runs under nbgrader autograde only (no course folder)")
+        root = str(coursedir.root)
+        if root not in TrustedScores._settings:
+            setting = course_setting(root)
+            TrustedScores._settings[root] = (setting, preflight(setting))
+        setting, broken = TrustedScores._settings[root]
+        if broken:
+            raise GraderBroken(broken)
+        return setting
+
     def learner_answers(self, resources):
         """All the learner's answers, from the submission folder ({} if it cannot be found)."""
-        coursedir = getattr(getattr(self, "parent", None), "parent", None)
-        coursedir = getattr(coursedir, "coursedir", None)
+        coursedir = self.coursedir()
         nbgr = resources.get("nbgrader", {})
         if coursedir is None or not {"student", "assignment"} <= nbgr.keys():
             return {}
