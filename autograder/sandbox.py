@@ -7,11 +7,13 @@ on. On Linux the child runs under bubblewrap: no network, a read-only view of Py
 autograder package only (not the course's source/, gradebook or submissions), and one
 writable scratch folder.
 """
+import itertools
 import os
 import resource
 import select
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -27,41 +29,85 @@ from jupyter_client.manager import AsyncKernelManager
 from . import data
 
 PACKAGE = Path(__file__).resolve().parent
-# Limits per learner process, in one place.
+# Limits per learner process, in one place. `processes` counts threads too, per sandbox user.
 LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
-              processes=256, statement_seconds=10)
+              processes=64, statement_seconds=10, open_files=256)
+KERNEL_LIMITS = dict(cpu_seconds=600, memory_bytes=6 * 2**30, file_bytes=64 * 2**20, processes=128, open_files=256)
+KERNEL_COPY = dict(files=1000, bytes=256 * 2**20)  # what of a submission's folder the kernel gets
+# The environment of a sandboxed process: these of the grader's variables, nothing else.
+KERNEL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
+              "BACKPROP_NINJA_TRUSTED", "BACKPROP_NINJA_NAMES", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY")
+_uids = itertools.count()
 
 
 class SandboxError(RuntimeError):
     """The learner's process failed as a whole (timeout, crash, memory): no tensors came back."""
 
 
-def bwrap_prefix(scratch, writable=(), readable=()):
+def sandbox_uid():
+    """A user id of its own for each sandboxed process (none of the machine's users): its
+    process limit then binds, even where the grader runs as root."""
+    return 200_000 + (os.getpid() * 1000 + next(_uids)) % 800_000
+
+
+def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
     """The bubblewrap command line that confines a child to Python, the autograder package,
-    the data and `scratch` (its working folder), or [] where bwrap is missing."""
+    the data and `scratch` (its working folder), or [] where bwrap is missing. Run as root,
+    the child then becomes `uid` (no capabilities, no new privileges); otherwise it stays
+    the grader's own unprivileged user, in a user namespace."""
     bwrap = shutil.which("bwrap")
     if not bwrap:
         return []
     ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", "/etc/fonts", sys.base_prefix,
           sys.prefix, sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH), *readable}
-    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--unsetenv", "JPY_PARENT_PID",  # ipykernel would take pid 1 (bwrap) as its parent gone
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for path in sorted(ro):
-        if os.path.exists(path):
-            args += ["--ro-bind", path, path]
-    for path in [str(scratch), *writable]:
+    ro = sorted(p for p in ro if os.path.exists(p))
+    rw = [str(scratch), *writable]
+    root = os.geteuid() == 0 and uid is not None
+    if root and data.DEFAULT_PATH.exists() and not data.DEFAULT_PATH.stat().st_mode & 0o004:
+        data.DEFAULT_PATH.chmod(0o644)  # the public data set, readable by the sandbox's user
+    if root:  # no user namespace: the switch to `uid` below makes the limits bind
+        args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args = [bwrap, "--unshare-all", "--cap-drop", "ALL"]
+    args += ["--die-with-parent", "--new-session",
+             "--unsetenv", "JPY_PARENT_PID",  # ipykernel would take pid 1 (bwrap) as its parent gone
+             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    # the folders above each bound path, traversable (the machine's may not be: /root is 0700)
+    parents = sorted({str(q) for p in ro + rw for q in Path(p).parents if str(q) not in ("/", "/tmp")},
+                     key=lambda q: q.count("/"))
+    for path in parents:
+        args += ["--perms", "0755", "--dir", path]
+    for path in ro:
+        args += ["--ro-bind", path, path]
+    for path in rw:
         args += ["--bind", path, path]
-    return args + ["--chdir", str(scratch), "--"]
+    args += ["--chdir", str(scratch), "--"]
+    if root:
+        args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    return args
 
 
-def _limit():
-    """In the child, before exec: CPU, memory, file size and process limits."""
-    os.setsid()
-    resource.setrlimit(resource.RLIMIT_CPU, (LIMITS["cpu_seconds"],) * 2)
-    resource.setrlimit(resource.RLIMIT_AS, (LIMITS["memory_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMITS["file_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (LIMITS["processes"],) * 2)
+def _limiter(limits, session=True):
+    """A function run in the child before exec: a session of its own and the limits."""
+    def limit():
+        if session:
+            os.setsid()
+        resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 5))  # SIGXCPU, then KILL
+        resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"],) * 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"],) * 2)
+    return limit
+
+
+def _chown(path, uid):
+    """Give a path to the sandbox's user; folders stay enterable by root without its
+    capabilities (bwrap enters them before switching user)."""
+    if os.geteuid() == 0:
+        os.chown(path, uid, uid)
+        if os.path.isdir(path):
+            os.chmod(path, 0o755)
 
 
 _warned = False
@@ -78,7 +124,9 @@ def run_many(jobs, collectors):
     global _warned, last_cpu_seconds
     with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
         scratch = Path(scratch)
-        prefix = bwrap_prefix(scratch)
+        uid = sandbox_uid()
+        _chown(scratch, uid)
+        prefix = bwrap_prefix(scratch, uid=uid)
         if not prefix and not _warned:
             _warned = True
             warnings.warn("bubblewrap (bwrap) not found: learner code runs WITHOUT a sandbox "
@@ -90,7 +138,7 @@ def run_many(jobs, collectors):
         cmd = prefix + [sys.executable, "-s", "-m", "autograder.child", str(child_in), str(child_out)]
         proc = subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=open(scratch / "stderr", "wb"),
-                                preexec_fn=_limit, pass_fds=(child_in, child_out))
+                                preexec_fn=_limiter(LIMITS), pass_fds=(child_in, child_out))
         os.close(child_in)
         os.close(child_out)
         os.set_blocking(to_child, False)
@@ -191,8 +239,10 @@ def _read(fd, size, deadline):
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """A Jupyter kernel manager whose kernels run under bubblewrap: the notebook's folder is
-    their only writable place, and they talk to nbgrader over Unix sockets (no network)."""
+    """A Jupyter kernel manager whose kernels run under bubblewrap, as a user of their own, with
+    limits and a clean environment, in a private copy of the notebook's folder (nothing the
+    kernel writes or links lands in the folder nbgrader then writes to), talking to nbgrader
+    over Unix sockets (no network)."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -201,14 +251,48 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        cwd = kw.get("cwd") or os.getcwd()
-        prefix = bwrap_prefix(cwd, writable=[getattr(self, "_sockets", cwd)], readable=[self.connection_file])
+        uid = sandbox_uid()
+        self._work = private_copy(kw.get("cwd") or os.getcwd(), uid)
+        for path in [getattr(self, "_sockets", None), self.connection_file]:
+            if path:
+                _chown(path, uid)
+        prefix = bwrap_prefix(self._work, writable=[getattr(self, "_sockets", self._work)],
+                              readable=[self.connection_file], uid=uid)
         if not prefix:
             warnings.warn("bubblewrap (bwrap) not found: the learner's kernel runs WITHOUT a sandbox")
-        kw["env"] = {**kw.get("env", os.environ), "HOME": cwd, "MPLCONFIGDIR": os.path.join(cwd, ".mpl")}
+        env = kw.get("env") or os.environ
+        kw["env"] = {**{k: env[k] for k in KERNEL_ENV if k in env}, "HOME": self._work,
+                     "MPLCONFIGDIR": os.path.join(self._work, ".mpl"), "PYTHONNOUSERSITE": "1",
+                     "PYTHONPATH": str(PACKAGE.parent)}  # the package the grader loaded
+        kw["cwd"] = self._work
+        kw["preexec_fn"] = _limiter(KERNEL_LIMITS, session=False)  # jupyter_client starts its session
         return await super()._async_launch_kernel(prefix + kernel_cmd, **kw)
 
     async def _async_cleanup_resources(self, restart=False):
         await super()._async_cleanup_resources(restart)
-        if not restart and hasattr(self, "_sockets"):
-            shutil.rmtree(self._sockets, ignore_errors=True)
+        if not restart:
+            for path in [getattr(self, "_sockets", None), getattr(self, "_work", None)]:
+                if path:
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def private_copy(folder, uid):
+    """A temporary copy of a submission's folder for its kernel: regular files only (no links,
+    no devices), at most KERNEL_COPY's number and bytes, owned by the sandbox's user."""
+    work = tempfile.mkdtemp(prefix="ninja-kernel-work-")
+    count = size = 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        rel = os.path.relpath(dirpath, folder)
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        os.makedirs(os.path.join(work, rel), exist_ok=True)
+        for name in filenames:
+            src = os.path.join(dirpath, name)
+            st = os.lstat(src)
+            if not stat.S_ISREG(st.st_mode) or count >= KERNEL_COPY["files"] or size + st.st_size > KERNEL_COPY["bytes"]:
+                continue
+            shutil.copyfile(src, os.path.join(work, rel, name), follow_symlinks=False)
+            count, size = count + 1, size + st.st_size
+    for dirpath, dirnames, filenames in os.walk(work):
+        for name in [dirpath, *(os.path.join(dirpath, f) for f in filenames)]:
+            _chown(name, uid)
+    return work
