@@ -9,6 +9,8 @@ which the feedback shows.
 """
 import copy
 import json
+import os
+import stat
 from pathlib import Path
 
 import nbformat
@@ -16,16 +18,36 @@ from nbconvert.exporters import NotebookExporter
 from nbformat.v4 import new_markdown_cell
 
 MAX_SOURCE = 200_000  # characters of one answer cell kept
+MAX_FILE = 64 * 2**20  # bytes of a submitted notebook read at all
+MAX_ATTACHMENTS = 2**20  # bytes of a markdown cell's attachments kept
+
+
+def nbg(cell):
+    """A cell's nbgrader metadata, {} whatever else is there."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def grade_id(cell):
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    gid = nbg(cell).get("grade_id")
+    return gid if isinstance(gid, str) else None
 
 
 def read_any(path):
-    """(notebook or None, problem or '') for whatever is at path."""
+    """(notebook or None, problem or '') for whatever is at path. A symbolic link (in the file
+    or any folder above it) or anything but a regular file is not read: it could point at
+    another learner's work or at the course's own files."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        if os.path.realpath(path) != os.path.abspath(path):
+            return None, "the submitted notebook is a symbolic link (or inside one): not read; submit the file itself"
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "the submitted notebook is not a regular file: not read"
+        if st.st_size > MAX_FILE:
+            return None, f"the submitted notebook is larger than {MAX_FILE // 2**20} MB: not read"
+        text = path.read_text(encoding="utf-8", errors="replace")
         if not text.strip():
             return None, "the submitted file is empty"
         nb = nbformat.reads(text, as_version=4)  # converts older formats
@@ -40,20 +62,22 @@ def read_any(path):
 def rebuild(learner, template):
     """The template (release) notebook with the learner's answers and extra cells; problems."""
     problems = []
-    answers = [c for c in template.cells if c.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    answers = [c for c in template.cells if nbg(c).get("solution")]
     known = {grade_id(c) for c in template.cells}
     mine, extras, unknown, last = {}, {}, [], None
     for cell in (learner.cells if learner else []):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            continue
         gid = grade_id(cell)
         if gid in known:
             if gid in mine and gid in {grade_id(a) for a in answers}:
                 problems.append(f"cell `{gid}` appears more than once: the last one is graded")
             mine[gid] = cell
             last = gid
-        elif gid is not None and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+        elif gid is not None and nbg(cell).get("solution"):
             unknown.append(cell)  # an answer cell whose id was changed
-        elif gid is None:
-            extras.setdefault(last, []).append(cell)
+        else:  # the learner's own cell: kept, as a plain cell (no nbgrader role)
+            extras.setdefault(last, []).append(_plain(cell, problems))
     for a in answers:
         if grade_id(a) not in mine and unknown:
             mine[grade_id(a)] = unknown.pop(0)
@@ -63,14 +87,14 @@ def rebuild(learner, template):
     for cell in out.cells:
         gid = grade_id(cell)
         theirs = mine.get(gid)
-        if cell in answers or cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+        if cell in answers or nbg(cell).get("solution"):
             if theirs is None and learner is not None:
                 problems.append(f"answer cell `{gid}` is missing: graded as not answered")
             elif theirs is not None:
                 cell.source = str(theirs.get("source", ""))[:MAX_SOURCE]
         elif learner is not None and (theirs is None or theirs.get("source") != cell.source):
             problems.append(f"locked cell `{gid}` was {'deleted' if theirs is None else 'edited'}: restored")
-        if theirs is not None and theirs.metadata.get("nbgrader", {}).get("points") != cell.metadata.get("nbgrader", {}).get("points"):
+        if theirs is not None and nbg(theirs).get("points") != nbg(cell).get("points"):
             problems.append(f"the points of cell `{gid}` were changed: restored")
         cells.append(cell)
         cells += [copy.deepcopy(c) for c in extras.get(gid, []) if c.cell_type != "raw"]
@@ -79,10 +103,31 @@ def rebuild(learner, template):
             c.outputs, c.execution_count = [], None  # outputs are recomputed (and may be huge)
         c.pop("attachments", None) if c.cell_type == "code" else None
     out.cells = cells
-    if learner is not None and learner.metadata.get("kernelspec", {}).get("name") != template.metadata.get("kernelspec", {}).get("name"):
+    kernel = learner.get("metadata", {}).get("kernelspec") if learner is not None and isinstance(learner.get("metadata"), dict) else None
+    if learner is not None and (kernel.get("name") if isinstance(kernel, dict) else None) != template.metadata.get("kernelspec", {}).get("name"):
         problems.append("the notebook's kernel was changed: graded with Python 3")
     nbformat.validator.normalize(out)
     return out, problems
+
+
+def _plain(cell, problems):
+    """A learner's extra cell as a plain cell of its type: no nbgrader metadata, a capped
+    source, no outsized attachments."""
+    kind = cell.get("cell_type")
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+            "raw": nbformat.v4.new_raw_cell}[kind]
+    new = make(source[:MAX_SOURCE])
+    attachments = cell.get("attachments")
+    if kind == "markdown" and isinstance(attachments, dict) and attachments:
+        if len(json.dumps(attachments)) <= MAX_ATTACHMENTS:
+            new["attachments"] = attachments
+        else:
+            problems.append(f"a markdown cell's attachments were larger than {MAX_ATTACHMENTS // 2**20} MB: removed")
+    if isinstance(nbg(cell).get("grade"), bool) and nbg(cell).get("grade"):
+        problems.append("a graded cell that is not the course's was found: kept as a plain cell")
+    return new
 
 
 def note_cell(problems):

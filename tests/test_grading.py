@@ -46,7 +46,31 @@ try:
     print("WROTE")
 except OSError as e:
     print("blocked", type(e).__name__)"""
+    def metadata_none(nb):
+        next(x for x in nb.cells if gid(x) == "setup_forward").metadata["nbgrader"] = "none"
+
+    def extra_graded_cell(nb):  # a graded cell of the learner's own, without a grade id
+        nb.cells.append(nbformat.v4.new_code_cell("100", metadata={"nbgrader": {"grade": True, "points": 100,
+                                                                               "solution": False, "locked": False}}))
+
+    def huge_attachment(nb):
+        cell = nbformat.v4.new_markdown_cell("![x](attachment:x.png)")
+        cell["attachments"] = {"x.png": {"image/png": "A" * 10_000_000}}
+        nb.cells.append(cell)
+
+    def relinker(nb):  # the kernel swaps its notebook for a link to the gradebook
+        next(x for x in nb.cells if gid(x) == "ex2_dlogits").source += f"""
+import os
+for name in os.listdir("."):
+    if name.endswith(".ipynb"):
+        os.remove(name)
+        os.symlink({str(c / 'gradebook.db')!r}, name)
+open("junk.bin", "wb").write(b"x" * 1000)"""
     return {
+        "submitted-nbgrader-metadata-none": edited(metadata_none),
+        "submitted-extra-graded-cell": edited(extra_graded_cell),
+        "submitted-huge-attachment": edited(huge_attachment),
+        "submitted-kernel-relinks-its-notebook": edited(relinker),
         "submitted-snooping-kernel": edited(snoop),
         "submitted-not-json": '{"cells": [',
         "submitted-empty": "",
@@ -61,7 +85,9 @@ except OSError as e:
 
 
 # student -> Exercise 2 score it must get (4 points possible)
-BAD_INPUT_SCORES = {"submitted-snooping-kernel": 4, "submitted-not-json": 0, "submitted-empty": 0, "submitted-test-cell-deleted": 4,
+BAD_INPUT_SCORES = {"submitted-nbgrader-metadata-none": 4, "submitted-extra-graded-cell": 4,
+                    "submitted-huge-attachment": 4, "submitted-kernel-relinks-its-notebook": 4,
+                    "submitted-symlink-to-source": 0, "submitted-snooping-kernel": 4, "submitted-not-json": 0, "submitted-empty": 0, "submitted-test-cell-deleted": 4,
                     "submitted-answer-duplicated": 4, "submitted-locked-cell-changed": 4,
                     "submitted-points-changed": 4, "submitted-wrong-kernel": 4,
                     "submitted-huge-outputs": 4, "submitted-cheat-attempt": 0}
@@ -75,6 +101,10 @@ def graded(tmp_path_factory):
     for student, text in bad_inputs(c).items():
         (c / "submitted" / student / course.ASSIGNMENT).mkdir(parents=True)
         (c / "submitted" / student / course.ASSIGNMENT / EX2).write_text(text)
+    # a notebook that is a link to the instructor's source (collection by git, tar or rsync keeps links)
+    (c / "submitted" / "submitted-symlink-to-source" / course.ASSIGNMENT).mkdir(parents=True)
+    (c / "submitted" / "submitted-symlink-to-source" / course.ASSIGNMENT / EX2).symlink_to(
+        c / "source" / course.ASSIGNMENT / EX2)
     # the instructor's way: the parallel pipeline (nbgrader autograde in 2 worker processes)
     from autograder import grade
     assert grade.main(["--course", str(c), "--jobs", "2"]) == 0
@@ -130,7 +160,9 @@ def test_a_bad_submission_gets_the_score_it_deserves_and_a_note(graded, student)
     note = {"submitted-not-json": "not a valid notebook", "submitted-empty": "empty",
             "submitted-test-cell-deleted": "deleted: restored", "submitted-answer-duplicated": "more than once",
             "submitted-locked-cell-changed": "edited: restored", "submitted-points-changed": "points",
-            "submitted-wrong-kernel": "kernel"}.get(student)  # outputs are always recomputed: no note
+            "submitted-wrong-kernel": "kernel", "submitted-symlink-to-source": "symbolic link",
+            "submitted-extra-graded-cell": "kept as a plain cell", "submitted-huge-attachment": "attachments",
+            "submitted-nbgrader-metadata-none": "restored"}.get(student)  # outputs are always recomputed: no note
     text = nb.cells[0].source
     if note:
         assert text.startswith("**Grading note.**") and note in text, text
@@ -178,6 +210,16 @@ def test_scores_only_mode_agrees_with_nbgrader(graded, tmp_path):
     assert totals == gradebook
 
 
+def test_nothing_a_kernel_leaves_or_links_reaches_the_graders_files(graded):
+    """A kernel that replaced its notebook by a link to the gradebook and left a file behind:
+    is the autograded notebook a regular file, the gradebook intact, nothing of it left?"""
+    folder = graded / "autograded" / "submitted-kernel-relinks-its-notebook" / course.ASSIGNMENT
+    assert not (folder / EX2).is_symlink() and nbformat.read(folder / EX2, as_version=4).cells
+    assert not (folder / "junk.bin").exists()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")], "no .cache, .ipython, .mpl"
+    assert course.scores(graded)["solutions"], "the gradebook still reads"
+
+
 def test_the_learners_kernel_cannot_read_the_course_or_write_outside(graded):
     """Under autograde, does the learner's kernel fail to read source/ and the gradebook, and
     to write outside its own folder?"""
@@ -186,3 +228,14 @@ def test_the_learners_kernel_cannot_read_the_course_or_write_outside(graded):
     assert out.count("blocked") >= 2 and "READ" not in out, out
     # a write outside the notebook's folder fails, or lands in the sandbox's throwaway /tmp
     assert not (graded / "pwned.txt").exists()
+
+
+def test_grading_leaves_no_process_and_the_course_intact(graded):
+    """After the class (hostile submissions included): is any sandboxed process still running,
+    and are source/ and the release exactly the instructor's?"""
+    import subprocess
+    uids = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True).stdout.split()
+    assert not [u for u in uids if int(u) >= 200_000], "a sandboxed process outlived grading"
+    for name in [ex.notebook for ex in EXERCISES.values()]:
+        assert (graded / "source" / course.ASSIGNMENT / name).read_bytes() == \
+            (course.ROOT / "source" / course.ASSIGNMENT / name).read_bytes()
