@@ -10,6 +10,7 @@ which the feedback shows.
 import copy
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -125,6 +126,10 @@ def _plain(cell, problems):
             new["attachments"] = attachments
         else:
             problems.append(f"a markdown cell's attachments were larger than {MAX_ATTACHMENTS // 2**20} MB: removed")
+    if kind == "markdown":  # a link to an attachment that is not there breaks the feedback page
+        kept = new.get("attachments", {})
+        new.source = re.sub(r"attachment:([^)\s]*)", lambda m: m.group(0) if m.group(1) in kept else "#removed-attachment",
+                            new.source)
     if isinstance(nbg(cell).get("grade"), bool) and nbg(cell).get("grade"):
         problems.append("a graded cell that is not the course's was found: kept as a plain cell")
     return new
