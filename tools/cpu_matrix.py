@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = ["default", "avx2", "avx512", "sve256"]
 THREADS = [1, 2]
 NBVAL = ["--nbval", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks"]
-UNIT_TESTS = ["tests/test_compare.py", "tests/test_model.py", "tests/test_scoring.py"]
+UNIT_TESTS = ["tests/test_compare.py", "tests/test_model.py", "tests/test_scoring.py", "tests/test_fairness.py"]
 
 
 def capabilities():
