@@ -16,7 +16,7 @@ venv-python:
 
 $(VENV)/installed: pyproject.toml | venv-python
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[instructor,test]"  # everything, for development
 	$(PY) -c "import matplotlib.pyplot"  # builds the font cache now, not on stderr in a notebook
 	touch $@
 
