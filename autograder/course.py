@@ -7,6 +7,8 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
+from . import data
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "backprop_ninja"
 
@@ -24,12 +26,19 @@ def copy_course(dest, root=ROOT):
 def nbgrader(course, *args, check=True):
     """Run `nbgrader ARGS` in the course folder; return the completed process."""
     # nbgrader runs `alembic` from PATH when it creates a gradebook: the venv's bin first
-    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+           **grading_env()}
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True)
     if check and proc.returncode:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def grading_env():
+    """The environment the grader's kernels need: the sandbox shows them names.txt only at its
+    per-user cache path (data.DEFAULT_PATH), so keep a verified copy there and name it."""
+    return {data.ENV_VAR: str(data.ensure_names())}
 
 
 def scores(course, assignment=ASSIGNMENT):
