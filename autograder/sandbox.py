@@ -152,7 +152,16 @@ def main(job_path, out_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    import argparse
+    cli = argparse.ArgumentParser(
+        prog="python -m autograder.sandbox",
+        description="The grader's sandboxed child process: replay the answers listed in JOB and "
+                    "save the resulting tensors to OUT. The grader starts it (run_many); it is "
+                    "not meant to be run by hand.")
+    cli.add_argument("job", help="a JSON file: {'jobs': {exercise: [[cell_id, source], ...]}, 'statement_seconds': s}")
+    cli.add_argument("out", help="where to save the tensors and errors (torch.save)")
+    args = cli.parse_args()
+    main(args.job, args.out)
 
 
 class SandboxedKernelManager(AsyncKernelManager):
