@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nbgrader.api import Gradebook
-
 from . import data
 from .exercises import EXERCISES
 
@@ -44,6 +42,7 @@ def grading_env():
 
 def scores(course, assignment=ASSIGNMENT):
     """{student: {notebook: (score, max_score)}} from the course's gradebook."""
+    from nbgrader.api import Gradebook  # the instructor extra
     out = {}
     with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
         for sub in gb.assignment_submissions(assignment):

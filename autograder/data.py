@@ -163,6 +163,7 @@ def splits(words=None, block_size=BLOCK_SIZE):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
+        prog="python -m autograder.data",
         description="Find names.txt (as the notebooks do) and keep a verified copy in the "
                     f"per-user cache, {DEFAULT_PATH}, where the grading sandbox reads it.")
     p.add_argument("--local", metavar="PATH",

@@ -10,17 +10,14 @@
 3. Generates nbgrader's feedback pages and prints where they are.
 """
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
-
-from . import course, examples, grade
+from . import course  # nbgrader, nbclient and the grading modules: imported where used
 
 REFERENCE = Path("notebooks") / "backprop_ninja.ipynb"
 PROGRESS_CELLS = {"ex4_train"}  # cells whose printed progress is shown as they run
@@ -40,17 +37,6 @@ def stage(number, text):
     print(f"\n[{number}/4] {text}", flush=True)
 
 
-class _ShowProgress(NotebookClient):
-    """nbclient, printing the stream output of PROGRESS_CELLS as it arrives."""
-
-    def output(self, outs, msg, display_id, cell_index):
-        cell = self.nb.cells[cell_index]
-        if cell.get("id") in PROGRESS_CELLS and msg["msg_type"] == "stream":
-            for line in msg["content"]["text"].splitlines():
-                print(f"      {line.strip()}", flush=True)
-        return super().output(outs, msg, display_id, cell_index)
-
-
 def stdout_of(nb, cell_id):
     cell = next(c for c in nb.cells if c.get("id") == cell_id)
     return "".join(o.get("text", "") for o in cell.outputs
@@ -58,6 +44,19 @@ def stdout_of(nb, cell_id):
 
 
 def run_reference(root, build):
+    import nbformat
+    from nbclient import NotebookClient
+    from traitlets.config import Config
+
+    class ShowProgress(NotebookClient):
+        """nbclient, printing the stream output of PROGRESS_CELLS as it arrives."""
+
+        def output(self, outs, msg, display_id, cell_index):
+            if self.nb.cells[cell_index].get("id") in PROGRESS_CELLS and msg["msg_type"] == "stream":
+                for line in msg["content"]["text"].splitlines():
+                    print(f"      {line.strip()}", flush=True)
+            return super().output(outs, msg, display_id, cell_index)
+
     path = root / REFERENCE
     nb = nbformat.read(path, as_version=4)
     stage(1, f"Running the reference notebook {REFERENCE} headless: every gradient of the lecture "
@@ -66,8 +65,8 @@ def run_reference(root, build):
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="ninja-demo-") as sockets:
         # Unix sockets, not TCP: no "running over TCP without encryption" warning on stderr
-        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-        _ShowProgress(nb, km=km, timeout=None, resources={"metadata": {"path": str(path.parent)}}).execute()
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+        ShowProgress(nb, config=ipc, timeout=None, resources={"metadata": {"path": str(path.parent)}}).execute()
     build.mkdir(exist_ok=True)
     nbformat.write(nb, build / path.name)
     print(f"      done in {time.time() - start:.0f} s; the executed notebook: {build / path.name}")
@@ -81,6 +80,7 @@ def run_reference(root, build):
 
 
 def run_grading(root, build):
+    from . import examples, grade
     c = build / "course"
     stage(2, f"Generating the learner's release with nbgrader, in {c} ...")
     course.copy_course(c, root)
@@ -131,6 +131,10 @@ def main(argv=None):
         p.error(f"no course repository at {args.repo or f'{course.ROOT} or {Path.cwd()}'}: the demo "
                 "runs the repository's notebooks and nbgrader configuration, which `pip install` "
                 "does not include. Run it in a clone of the course (make demo), or pass --repo PATH.")
+    missing = [m for m in ["nbgrader", "nbclient"] if importlib.util.find_spec(m) is None]
+    if missing:
+        p.error(f"{' and '.join(missing)} not installed: the demo needs the course's instructor "
+                "extra, pip install -e '.[instructor]' in a clone of the course (or make demo).")
     build = root / "build"
     print(f"The course's repository: {root}; output in {build}")
     failed = 0

@@ -44,6 +44,19 @@ def test_without_the_repository_the_demo_says_what_to_do(tmp_path):
     assert "no course repository" in run.stderr and "make demo" in run.stderr
 
 
+def test_a_learners_install_is_told_which_extra_the_demo_needs(monkeypatch, capsys):
+    """In a clone where only the learner's install is present (no nbgrader), does the demo name
+    the instructor extra to install, instead of failing on an import?"""
+    real = demo.importlib.util.find_spec
+    monkeypatch.setattr(demo.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "nbgrader" else real(name, *a))
+    with pytest.raises(SystemExit) as e:
+        demo.main([])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "nbgrader not installed" in err and "'.[instructor]'" in err
+
+
 @pytest.fixture
 def tiny_repository(tmp_path):
     """A stand-in course repository whose reference notebook prints like the real one, fast."""
@@ -62,13 +75,14 @@ def tiny_repository(tmp_path):
     return tmp_path
 
 
-def test_the_reference_stage_shows_progress_figures_and_names(tiny_repository, capfd):
+def test_the_reference_stage_shows_progress_figures_and_names(tiny_repository):
     """Does the reference stage say what it runs, show the training's progress as it comes, print
-    the figures beside the lecture's and a heading over the names, with nothing on stderr (the
-    kernel talks over IPC: no unencrypted-TCP warning)?"""
-    assert demo.main(["--repo", str(tiny_repository), "--skip-grading"]) == 0
-    out, err = capfd.readouterr()
-    assert err == ""
+    the figures beside the lecture's and a heading over the names, with nothing on stderr, even
+    after it exits (the kernel talks over IPC, and is shut down, not left to find its parent gone)?"""
+    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(tiny_repository),
+                          "--skip-grading"], cwd=tiny_repository, capture_output=True, text=True)
+    out, err = run.stdout, run.stderr  # both pipes close when the last process holding them ends
+    assert run.returncode == 0 and err == "", err
     assert "[1/4] Running the reference notebook" in out
     assert "      1/2: mean loss 2.1\n      2/2: mean loss 2.1" in out
     assert "next to the lecture's:\n  train 2.07  (the lecture: 2.0705)\n  val   2.11  (the lecture: 2.1099)" in out
