@@ -16,7 +16,7 @@ venv-python:
 
 $(VENV)/installed: pyproject.toml | venv-python
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[instructor,test]"  # everything, for development
 	$(PY) -c "import matplotlib.pyplot"  # builds the font cache now, not on stderr in a notebook
 	touch $@
 
@@ -34,14 +34,19 @@ test: data
 	$(PY) -m pytest tests
 
 # The learner's JupyterLab 4, with nbgrader's Validate button, on 127.0.0.1 only. It serves a
-# working copy of release/backprop_ninja in build/learner/: each notebook is copied once and
-# never overwritten, so a learner's saved work survives and release/ (which a test compares
-# with nbgrader's output) is never modified. LAB_PORT=8889 make lab for another port.
-LAB_DIR := build/learner/backprop_ninja
+# working copy of release/backprop_ninja in build/learner/: each notebook is copied once, when
+# make lab starts, and never overwritten, so a learner's saved work survives and release/
+# (which a test compares with nbgrader's output) is never modified. Its Jupyter configuration
+# is lab/ (copied to build/lab/config, JUPYTER_CONFIG_DIR): no instructor tools, no news.
+# LAB_PORT=8889 make lab for another port; LAB_ARGS for more JupyterLab options.
+LAB_DIR ?= build/learner/backprop_ninja
+LAB_CONFIG ?= build/lab/config
 LAB_PORT ?= 8888
+LAB_ARGS ?=
 
 lab: data
-	mkdir -p $(LAB_DIR)
+	mkdir -p $(LAB_DIR) $(LAB_CONFIG)
 	for f in release/backprop_ninja/*.ipynb; do test -e $(LAB_DIR)/$${f##*/} || cp $$f $(LAB_DIR)/; done
-	cd $(LAB_DIR) && $(CURDIR)/$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) \
-		$(if $(filter 0,$(shell id -u)),--allow-root)
+	cp -R lab/. $(LAB_CONFIG)/
+	cd $(LAB_DIR) && JUPYTER_CONFIG_DIR=$(abspath $(LAB_CONFIG)) $(abspath $(VENV))/bin/jupyter lab \
+		--ip=127.0.0.1 --port=$(LAB_PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)

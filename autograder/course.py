@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nbgrader.api import Gradebook
+from . import data
+from .exercises import EXERCISES
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "backprop_ninja"
@@ -24,7 +25,8 @@ def copy_course(dest, root=ROOT):
 def nbgrader(course, *args, check=True):
     """Run `nbgrader ARGS` in the course folder; return the completed process."""
     # nbgrader runs `alembic` from PATH when it creates a gradebook: the venv's bin first
-    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+           **grading_env()}
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True)
     if check and proc.returncode:
@@ -32,8 +34,15 @@ def nbgrader(course, *args, check=True):
     return proc
 
 
+def grading_env():
+    """The environment the grader's kernels need: the sandbox shows them names.txt only at its
+    per-user cache path (data.DEFAULT_PATH), so keep a verified copy there and name it."""
+    return {data.ENV_VAR: str(data.ensure_names())}
+
+
 def scores(course, assignment=ASSIGNMENT):
     """{student: {notebook: (score, max_score)}} from the course's gradebook."""
+    from nbgrader.api import Gradebook  # the instructor extra
     out = {}
     with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
         for sub in gb.assignment_submissions(assignment):
@@ -41,14 +50,60 @@ def scores(course, assignment=ASSIGNMENT):
     return out
 
 
-def score_table(table):
-    """A text table: one row per student, one column per notebook, and the total."""
+def submitted(course, assignment=ASSIGNMENT):
+    """{student: {notebook name}} of the notebooks each learner handed in."""
+    return {p.name: {nb.stem for nb in (p / assignment).glob("*.ipynb")}
+            for p in (Path(course) / "submitted").iterdir() if (p / assignment).is_dir()}
+
+
+def score_table(table, handed_in=None):
+    """A text table: one row per student, one column per notebook (`-` where the student did
+    not submit it), and the total."""
     notebooks = sorted({nb for row in table.values() for nb in row})
-    head = f"{'student':30s}" + "".join(f"{nb[:18]:>20s}" for nb in notebooks) + f"{'total':>12s}"
+    head = f"{'student':28s}" + "".join(f"{nb[:17]:>18s}" for nb in notebooks) + f"{'total':>12s}"
     lines = [head, "-" * len(head)]
     for student in sorted(table):
-        row = table[student]
-        cells = "".join(f"{row[nb][0]:>13g} / {row[nb][1]:<4g}" for nb in notebooks)
+        row, mine = table[student], (handed_in or {}).get(student, set(table[student]))
+        cells = "".join(f"{row[nb][0]:>11g} / {row[nb][1]:<4g}" if nb in mine else f"{'-':>13s}{'':5s}"
+                        for nb in notebooks)
         total, most = sum(s for s, _ in row.values()), sum(m for _, m in row.values())
-        lines.append(f"{student:30s}{cells}{total:>6g} / {most:<4g}")
+        lines.append(f"{student:28s}{cells}{total:>6g} / {most:<4g}")
     return "\n".join(lines)
+
+
+def lost_points(course, assignment=ASSIGNMENT):
+    """{student: [(exercise, items, points lost, verdict)]}: every graded item of a submitted
+    notebook that did not earn its points, with the verdict its feedback shows; items of one
+    exercise with the same verdict together."""
+    from . import report
+    handed_in = submitted(course, assignment)
+    def order(r):  # the exercises and their gradients in the lecture's order
+        ex = EXERCISES[r["exercise"]]
+        return list(EXERCISES).index(r["exercise"]), [*ex.grads, *ex.extra_tests].index(r["item"])
+    out = {}
+    for r in sorted(report.rows(course, assignment), key=order):
+        notebook = EXERCISES[r["exercise"]].notebook[:-len(".ipynb")]
+        if r["score"] >= r["points"] or notebook not in handed_in.get(r["student"], ()):
+            continue
+        label = f"d{r['item']}" if r["item"] in EXERCISES[r["exercise"]].grads else r["item"]
+        why = r["verdict"].splitlines()[0] if r["verdict"] else "no verdict recorded"
+        why = why.split(": ", 2)[-1] if why.startswith(f"{label}: ") else why  # "dX: WRONG (0/1): why"
+        rows = out.setdefault(r["student"], [])
+        same = [x for x in rows if x[0] == r["exercise"] and x[3] == why]
+        if same:
+            same[0][1].append(label)
+            same[0][2] += r["points"] - r["score"]
+        else:
+            rows.append([r["exercise"], [label], r["points"] - r["score"], why])
+    return out
+
+
+def lost_points_table(course, assignment=ASSIGNMENT):
+    """lost_points as text: per student, one line per exercise and verdict."""
+    lines = []
+    for student, rows in sorted(lost_points(course, assignment).items()):
+        lines.append(f"{student}:")
+        for exercise, items, points, why in rows:
+            names = ", ".join(items) if len(items) <= 4 else f"{len(items)} gradients ({', '.join(items[:3])}, ...)"
+            lines.append(f"  {exercise} {names}: -{points:g}: {why}")
+    return "\n".join(lines) if lines else "(none)"

@@ -1,8 +1,16 @@
-"""names.txt: obtain it (verified), load the words, build the lecture's splits.
+"""names.txt: find it (verified), load the words, build the lecture's splits.
 
-One module obtains the file, so notebooks and the grader build identical tensors:
-    python -m autograder.data              # download, or use $BACKPROP_NINJA_NAMES
-    python -m autograder.data --local PATH # copy a local file (verified)
+Where names.txt is looked for, in this order (the first one found is used):
+1. a path given explicitly (`load_words(path)`), or the environment variable
+   BACKPROP_NINJA_NAMES;
+2. `names.txt` in the working folder (a notebook's own folder);
+3. the per-user cache folder (`CACHE_DIR`, chosen by platformdirs: ~/.cache/backprop-ninja on
+   Linux), where it is downloaded from its public URL the first time.
+Every file is checked against its SHA-256 before use; nothing is ever written next to the
+installed package.
+
+    python -m autograder.data              # find it, or download it into the cache
+    python -m autograder.data --local PATH # copy a local file into the cache (verified)
 """
 import argparse
 import hashlib
@@ -14,17 +22,31 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import platformdirs
 import torch
 
 URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
-ENV_VAR = "BACKPROP_NINJA_NAMES"  # a local copy of names.txt to use instead of downloading
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "names.txt"
+SIZE = 228_145  # bytes
+ENV_VAR = "BACKPROP_NINJA_NAMES"  # a names.txt to use, wherever it is
+FILE_NAME = "names.txt"
+CACHE_DIR = platformdirs.user_cache_path("backprop-ninja", appauthor=False)
+DEFAULT_PATH = CACHE_DIR / FILE_NAME  # the per-user copy; the grading sandbox reads this one
 BLOCK_SIZE = 3  # characters of context
+
+# What to do about a missing or wrong file, from a notebook (where the error is usually seen).
+FROM_A_NOTEBOOK = (
+    f"To fix it from a notebook: download names.txt from {URL} and put it in this notebook's "
+    f"folder ({{cwd}}), or point a cell above the data cell at your copy with "
+    f"`%env {ENV_VAR}=/path/to/names.txt`; then run the data cell again.")
 
 
 class DataError(RuntimeError):
-    """names.txt could not be obtained; the message says what to do."""
+    """names.txt could not be found or obtained; the message says what to do."""
+
+
+def _advice():
+    return FROM_A_NOTEBOOK.format(cwd=Path.cwd())
 
 
 def _sha256(data):
@@ -38,6 +60,7 @@ def _write_atomically(data, dest):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a public data set from the grader's sandbox
         os.replace(tmp, dest)
     except BaseException:
         os.unlink(tmp)
@@ -47,9 +70,9 @@ def _write_atomically(data, dest):
 def _verify(data, origin):
     if _sha256(data) != SHA256:
         raise DataError(
-            f"names.txt from {origin} has the wrong SHA-256 ({len(data):,} bytes; "
-            f"expected 228,145 bytes with SHA-256 {SHA256}). It is truncated or a different "
-            f"file: delete it and fetch it again from {URL}.")
+            f"{origin} is not the course's names.txt ({len(data):,} bytes; expected {SIZE:,} "
+            f"bytes with SHA-256 {SHA256}): it is truncated or a different file. "
+            f"Replace it with a fresh copy. " + _advice())
     return data
 
 
@@ -58,32 +81,55 @@ def _download(timeout=30):
         with urllib.request.urlopen(URL, timeout=timeout) as r:
             return r.read()
     except (urllib.error.URLError, OSError) as e:
-        raise DataError(
-            f"could not download names.txt from {URL} ({e}). Without network, point "
-            f"{ENV_VAR}=/path/to/names.txt (or --local PATH) at a copy of the file.") from None
+        raise DataError(f"names.txt is not in {Path.cwd()} and could not be downloaded from "
+                        f"{URL} ({e}). " + _advice()) from None
 
 
-def ensure_names(local=None, dest=DEFAULT_PATH):
-    """Return the path of a verified names.txt, copying it from `local` or downloading it."""
-    dest = Path(dest)
-    local = local or os.environ.get(ENV_VAR)
-    if dest.exists() and _sha256(dest.read_bytes()) == SHA256:
+def _explicit(path):
+    """The verified explicit path (an argument, else $BACKPROP_NINJA_NAMES), or None."""
+    given = path or os.environ.get(ENV_VAR)
+    if not given:
+        return None
+    given = Path(given).expanduser()
+    if not given.is_file():
+        how = "was asked for" if path else f"is what {ENV_VAR} names"
+        raise DataError(f"{given} {how}, but it is not a file. " + _advice())
+    _verify(given.read_bytes(), given)
+    return given
+
+
+def find_names(path=None):
+    """The path of a verified names.txt: `path` or $BACKPROP_NINJA_NAMES, else names.txt in the
+    working folder, else the per-user cache (downloaded there the first time)."""
+    explicit = _explicit(path)
+    if explicit:
+        return explicit
+    here = Path.cwd() / FILE_NAME
+    if here.is_file():
+        _verify(here.read_bytes(), here)
+        return here
+    if DEFAULT_PATH.is_file() and _sha256(DEFAULT_PATH.read_bytes()) == SHA256:
+        return DEFAULT_PATH
+    _write_atomically(_verify(_download(), URL), DEFAULT_PATH)
+    return DEFAULT_PATH
+
+
+def ensure_names(local=None, dest=None):
+    """Put a verified names.txt at dest (default: the per-user cache) and return dest: a copy of
+    `local`, or of what find_names finds (downloading if needed)."""
+    dest = Path(dest) if dest else DEFAULT_PATH
+    source = _explicit(local)
+    if source is None and dest.is_file() and _sha256(dest.read_bytes()) == SHA256:
         return dest
-    if local:
-        local = Path(local)
-        if not local.is_file():
-            raise DataError(f"{ENV_VAR} or --local names {local}, which is not a file.")
-        data = _verify(local.read_bytes(), local)
-    else:
-        data = _verify(_download(), URL)
-    _write_atomically(data, dest)
+    source = source or find_names()
+    if source.resolve() != dest.resolve():
+        _write_atomically(source.read_bytes(), dest)  # verified already
     return dest
 
 
 def load_words(path=None):
     """The 32,033 names, in file order."""
-    path = Path(path) if path else ensure_names()
-    return path.read_text().splitlines()
+    return find_names(path).read_text().splitlines()
 
 
 # Vocabulary: '.' is 0 (start and end of a name), then a..z are 1..26.
@@ -116,14 +162,18 @@ def splits(words=None, block_size=BLOCK_SIZE):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Fetch and verify names.txt.")
-    p.add_argument("--local", help=f"copy this file instead of downloading (or set {ENV_VAR})")
-    p.add_argument("--dest", default=DEFAULT_PATH, help="where to write it (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m autograder.data",
+        description="Find names.txt (as the notebooks do) and keep a verified copy in the "
+                    f"per-user cache, {DEFAULT_PATH}, where the grading sandbox reads it.")
+    p.add_argument("--local", metavar="PATH",
+                   help=f"copy this file instead of downloading (or set {ENV_VAR}=PATH)")
+    p.add_argument("--dest", default=DEFAULT_PATH, help="where to keep the copy (default: %(default)s)")
     args = p.parse_args(argv)
     try:
         path = ensure_names(args.local, args.dest)
     except DataError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {e}\nFrom a shell: python -m autograder.data --local /path/to/names.txt")
     print(f"{path}: {len(load_words(path)):,} names, SHA-256 verified")
 
 

@@ -24,7 +24,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from jupyter_client.manager import AsyncKernelManager
+try:
+    from jupyter_client.manager import AsyncKernelManager  # the instructor's install
+except ImportError:  # a learner's install: no kernels to sandbox here
+    AsyncKernelManager = object
 
 from . import data
 
@@ -251,6 +254,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        names = data.ensure_names()  # the per-user copy, which the sandbox can read
         uid = sandbox_uid()
         self._work = private_copy(kw.get("cwd") or os.getcwd(), uid)
         for path in [getattr(self, "_sockets", None), self.connection_file]:
@@ -263,7 +267,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         env = kw.get("env") or os.environ
         kw["env"] = {**{k: env[k] for k in KERNEL_ENV if k in env}, "HOME": self._work,
                      "MPLCONFIGDIR": os.path.join(self._work, ".mpl"), "PYTHONNOUSERSITE": "1",
-                     "PYTHONPATH": str(PACKAGE.parent)}  # the package the grader loaded
+                     "PYTHONPATH": str(PACKAGE.parent),  # the package the grader loaded
+                     data.ENV_VAR: str(names)}
         kw["cwd"] = self._work
         kw["preexec_fn"] = _limiter(KERNEL_LIMITS, session=False)  # jupyter_client starts its session
         return await super()._async_launch_kernel(prefix + kernel_cmd, **kw)
@@ -296,3 +301,12 @@ def private_copy(folder, uid):
         for name in [dirpath, *(os.path.join(dirpath, f) for f in filenames)]:
             _chown(name, uid)
     return work
+
+
+if __name__ == "__main__":
+    import argparse
+    argparse.ArgumentParser(
+        prog="python -m autograder.sandbox",
+        description="The grader's sandbox (a library, no command of its own): run_many replays a "
+                    "learner's answers in `python -m autograder.child` under bubblewrap, and "
+                    "SandboxedKernelManager runs nbgrader's kernels there. See README.md, Trust.").parse_args()

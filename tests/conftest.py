@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,13 @@ def one_thread():
     """Tiny tensors: a second thread only contends (and changes float32 sums)."""
     torch.set_num_threads(1)
 
+
+@pytest.fixture(scope="session", autouse=True)
+def names_in_the_user_cache():
+    """The grading sandboxes read names.txt only at its per-user cache path: keep a verified copy
+    there (from $BACKPROP_NINJA_NAMES in CI) and name it for the kernels nbgrader starts."""
+    from autograder import data
+    os.environ[data.ENV_VAR] = str(data.ensure_names())
 
 
 def solution_cells(exercise):

@@ -1,10 +1,12 @@
 """The learner's JupyterLab, in a real browser (headless Chromium driven by Selenium).
 
-A JupyterLab server runs on a free loopback port, with a token, in a temporary copy of
-release/backprop_ninja (the repository's files are never touched). As a learner would, the
-test opens Exercise 2, runs all cells, types a correct and then a wrong `dlogits`, reads the
-check rows and presses nbgrader's Validate button. Screenshots of each step, the server's log
-and the measured width of the check rows go to build/browser-artifacts/.
+`make lab` itself runs, on a free loopback port, with a token, its notebook folder and its
+Jupyter configuration in a temporary folder (the repository's files are never touched). The
+test checks what a learner sees (Validate, and none of nbgrader's instructor tools, no news
+notification), then, as a learner would, opens Exercise 2, runs all cells, types a correct and
+then a wrong `dlogits`, reads the check rows and presses nbgrader's Validate button; last, that
+the server's log holds no warning. Screenshots of each step, the server's log and the measured
+width of the check rows go to build/browser-artifacts/.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: `apt-get install chromium
 chromium-driver`; .ci/run installs them). Without them the test is skipped, except in CI
@@ -124,42 +126,35 @@ def mark():
 
 @pytest.fixture(scope="module")
 def jupyterlab(artifacts, mark):
-    """(base url, token, notebook folder) of a JupyterLab serving a copy of the release."""
+    """(base url, token, notebook folder) of the JupyterLab of `make lab`, in a temporary folder."""
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
         missing_or_fail(f"{CHROMIUM} or {CHROMEDRIVER} is missing: "
                         "apt-get install chromium chromium-driver")
+    if not shutil.which("make"):
+        missing_or_fail("make is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="backprop-ninja-lab-"))
     notebooks = tmp / "backprop_ninja"
-    shutil.copytree(RELEASE, notebooks)
-    # A settings folder of its own: no "Jupyter news?" toast over the outputs.
-    news = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     token = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items()
            if k not in ("NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "BACKPROP_NINJA_TRUSTED",
-                        "JUPYTER_TOKEN", "JUPYTER_PORT")}
+                        "JUPYTER_PORT", "JUPYTER_CONFIG_DIR", "MAKEFLAGS", "MAKELEVEL")}
     env.update({
         MARK_VAR: mark,
-        "PATH": os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")]),
-        "JUPYTER_CONFIG_DIR": str(tmp / "config"),    # not the user's ~/.jupyter
+        "JUPYTER_TOKEN": token,
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
         "IPYTHONDIR": str(tmp / "ipython"),
     })
+    venv = Path(sys.prefix)  # the Python running the tests, as make's VENV (.venv in CI)
     log = open(artifacts / "jupyterlab.log", "w")
     proc = None
     try:
         url = None
         for _attempt in range(3):  # a free port may be taken between the probe and the bind
             port = free_port()
-            cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
-                   f"--port={port}", "--ServerApp.port_retries=0",
-                   f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
-                   f"--LabApp.user_settings_dir={tmp / 'settings'}",
-                   f"--LabApp.workspaces_dir={tmp / 'workspaces'}"]
-            if os.geteuid() == 0:
-                cmd.append("--allow-root")
-            proc = subprocess.Popen(cmd, cwd=notebooks, env=env, stdout=log,
+            cmd = ["make", "-s", "-o", f"{venv}/installed", "lab", f"VENV={venv}",
+                   f"LAB_DIR={notebooks}", f"LAB_CONFIG={tmp / 'config'}", f"LAB_PORT={port}",
+                   "LAB_ARGS=--no-browser --ServerApp.port_retries=0"]
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
             deadline = time.monotonic() + SERVER_WAIT
@@ -371,6 +366,40 @@ class Notebook:
             """, self.CELLS, i)
 
 
+def test_the_learner_sees_validate_and_no_instructor_tools(jupyterlab, browser, artifacts):
+    """Does a learner's JupyterLab show nbgrader's Validate button, and none of its instructor
+    tools (no Nbgrader menu with Formgrader or Create Assignment, no Create Assignment sidebar),
+    and no "Jupyter news" notification over the notebook?"""
+    from selenium.webdriver.common.by import By
+
+    url, token, notebooks = jupyterlab
+    d = browser
+    nb = Notebook(d, artifacts)
+    seen = {}
+    try:
+        d.get(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
+        nb.wait(90, lambda: nb.cells() and nb.kernel_idle())
+        time.sleep(3)  # JupyterLab asks about the news once it has restored its layout
+        seen["menus"] = [m.text.strip() for m in d.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item")]
+        seen["side_tabs"] = [t.get_attribute("title") or t.text for t in d.find_elements(
+            By.CSS_SELECTOR, ".jp-SideBar .lm-TabBar-tab")]
+        seen["toolbar"] = [b.text for b in d.find_elements(
+            By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar-item")]
+        seen["notifications"] = [t.text for t in d.find_elements(By.CSS_SELECTOR, ".Toastify__toast")]
+        nb.screenshot("0-what-the-learner-sees.png")
+        assert "Run" in seen["menus"] and "Nbgrader" not in seen["menus"], seen["menus"]
+        assert not any("Assignment" in t or "nbgrader" in t.lower() for t in seen["side_tabs"]), seen["side_tabs"]
+        assert not d.find_elements(By.ID, "nbgrader-create_assignemnt"), "the Create Assignment sidebar"
+        assert d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .validate-button")
+        assert any("Validate" in t for t in seen["toolbar"]), seen["toolbar"]
+        assert not seen["notifications"], seen["notifications"]
+        page = d.find_element(By.CSS_SELECTOR, "body").text
+        for tool in ["Formgrader", "Create Assignment", "Jupyter news"]:
+            assert tool not in page, tool
+    finally:
+        (artifacts / "what-the-learner-sees.json").write_text(json.dumps(seen, indent=2) + "\n")
+
+
 def test_a_learner_works_through_exercise_2_in_jupyterlab(jupyterlab, browser, artifacts):
     """Run All on the stub reports the missing gradient; a correct dlogits checks True and draws
     its heatmap; a wrong one checks False; Validate answers with nbgrader's verdict."""
@@ -467,8 +496,22 @@ def test_a_learner_works_through_exercise_2_in_jupyterlab(jupyterlab, browser, a
         (artifacts / "layout.json").write_text(json.dumps(layout, indent=2) + "\n")
 
 
+def test_the_servers_log_has_no_warning(jupyterlab, artifacts):
+    """After the learner's session (Run All, Validate), does the log of `make lab` hold no
+    warning: no missing nbgrader_config.py, no unencrypted kernel, no instructor extension?"""
+    log = (artifacts / "jupyterlab.log").read_text()
+    assert "Validating" in log, "Validate ran (the test above)"
+    assert "No nbgrader_config.py" not in log
+    assert "without encryption" not in log
+    assert "formgrader" not in log and "course_list" not in log and "assignment_list" not in log
+    # nbgrader's and the kernel's warnings (JupyterLab's own [W ...] lines, such as "Notebook
+    # ... is not trusted" for a notebook never run here, are its usual talk)
+    assert not [line for line in log.splitlines() if "WARNING" in line], log
+
+
 def test_make_lab_serves_a_copy_of_the_release_on_loopback_only():
-    """`make lab` (dry run): JupyterLab bound to 127.0.0.1, in a working copy of the release."""
+    """`make lab` (dry run): JupyterLab bound to 127.0.0.1, in a working copy of the release,
+    with the learner's Jupyter configuration of lab/."""
     if not shutil.which("make"):
         pytest.skip("make is not installed")
     dry = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True)
@@ -476,3 +519,21 @@ def test_make_lab_serves_a_copy_of_the_release_on_loopback_only():
     assert "jupyter lab" in dry.stdout or "jupyterlab" in dry.stdout
     assert "--ip=127.0.0.1" in dry.stdout
     assert "release/backprop_ninja" in dry.stdout
+    assert "cp -R lab/. build/lab/config/" in dry.stdout
+    assert f"JUPYTER_CONFIG_DIR={ROOT / 'build' / 'lab' / 'config'}" in dry.stdout
+
+
+def test_the_learners_configuration_turns_off_the_instructor_tools():
+    """Does lab/ keep Validate and turn off (and lock) every instructor tool of nbgrader, on
+    the server and in JupyterLab, and the news?"""
+    server = json.loads((ROOT / "lab" / "jupyter_server_config.json").read_text())
+    extensions = server["ServerApp"]["jpserver_extensions"]
+    assert extensions == {"nbgrader.server_extensions.formgrader": False,
+                          "nbgrader.server_extensions.course_list": False,
+                          "nbgrader.server_extensions.assignment_list": False,
+                          "nbgrader.server_extensions.validate_assignment": True}
+    page = json.loads((ROOT / "lab" / "labconfig" / "page_config.json").read_text())
+    off = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+           "@jupyter/nbgrader:menu", "@jupyterlab/apputils-extension:announcements"}
+    assert off <= set(page["disabledExtensions"]) and off <= set(page["lockedExtensions"])
+    assert "@jupyter/nbgrader:validate-assignment" not in page["disabledExtensions"]

@@ -3,15 +3,63 @@ import tomllib
 
 from conftest import ROOT
 
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+EXTRAS = PROJECT["optional-dependencies"]
+
+
+def names(requirements):
+    return {re.split(r"[=<>!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
 
 def test_environment_yml_pins_the_same_packages_as_pyproject():
-    """Does environment.yml list exactly pyproject.toml's pinned dependencies (and Python 3.11)?"""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """Does environment.yml list exactly pyproject.toml's pinned dependencies and extras (and
+    Python 3.11), and install the course itself with those extras?"""
+    deps = PROJECT["dependencies"] + [r for extra in EXTRAS.values() for r in extra]
     yml = (ROOT / "environment.yml").read_text()
     pins = re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s]+)\s*$", yml, re.M)
     assert sorted(pins) == sorted(deps)
     assert re.search(r"^\s+- python=3\.11\s*$", yml, re.M)
+    assert re.search(r"^\s+- -e \.\[instructor,test\]\s*$", yml, re.M)
     assert all("==" in d for d in deps), "every dependency is pinned exactly"
+
+
+def test_a_learners_install_pulls_in_no_instructor_or_test_tools():
+    """Does `pip install .` (the learner's install) need only what the notebooks import, with
+    nbgrader and JupyterLab in the instructor extra and the test tools in the test extra?"""
+    assert names(PROJECT["dependencies"]) == {"torch", "matplotlib", "tqdm", "platformdirs"}
+    assert names(EXTRAS["instructor"]) == {"nbgrader", "jupyterlab"}
+    assert names(EXTRAS["test"]) == {"pytest", "nbval", "selenium", "coverage"}
+
+
+def test_the_notebooks_import_nothing_from_the_extras():
+    """Do the release notebooks' imports (and the autograder modules they load) leave every
+    package of the instructor and test extras unimported, so `pip install .` is enough?"""
+    import ast
+    import json
+    import subprocess
+    import sys
+    imports = set()
+    for path in (ROOT / "release" / "backprop_ninja").glob("*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                try:
+                    tree = ast.parse("".join(cell["source"]))
+                except SyntaxError:
+                    continue
+                imports |= {ast.unparse(node) for node in tree.body
+                            if isinstance(node, (ast.Import, ast.ImportFrom))}
+    assert "from autograder.data import splits, itos, stoi, vocab_size" in imports
+    extras = sorted(names(r for extra in EXTRAS.values() for r in extra))
+    probe = "\n".join(sorted(imports)) + (
+        "\nimport sys\nprint(sorted(m for m in %r if m in sys.modules))" % extras)
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]", f"the notebooks load {run.stdout.strip()}"
+
+
+def test_make_installs_everything_for_development():
+    """Does the Makefile install the course editable with both extras?"""
+    assert '-e ".[instructor,test]"' in (ROOT / "Makefile").read_text()
 
 
 def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):

@@ -22,14 +22,22 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel
           "language_info": {"name": "python"}}
 
 
-def main():
-    SOURCE.mkdir(parents=True, exist_ok=True)
+def build(dest=SOURCE):
+    """Write the four instructor notebooks into dest; return their paths."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
     for key, module in [("ex1", nb_ex1), ("ex2", nb_ex2), ("ex3", nb_ex3), ("ex4", nb_ex4)]:
         nb = new_notebook(cells=module.CELLS, metadata=KERNEL)
         nbformat.validate(nb)
-        path = SOURCE / EXERCISES[key].notebook
-        nbformat.write(nb, path)
-        print(f"wrote {path.relative_to(SOURCE.parent.parent)} ({len(nb.cells)} cells)")
+        paths.append(dest / EXERCISES[key].notebook)
+        nbformat.write(nb, paths[-1])
+    return paths
+
+
+def main():
+    for path in build():
+        print(f"wrote {path.relative_to(SOURCE.parent.parent)} ({len(nbformat.read(path, as_version=4).cells)} cells)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ CELLS = [
     ("md", "title", r"""
 # Becoming a backprop ninja
 
-A worked version of the fourth *makemore* lecture. We take the lecture's two-layer MLP with
+A worked version of the fourth *makemore* lecture,
+[Building makemore Part 4: Becoming a Backprop Ninja](https://www.youtube.com/watch?v=q8SA3rM6ckI)
+(A. Karpathy, 2022). We take the lecture's two-layer MLP with
 BatchNorm (a character-level language model trained on 32,033 names) and stop relying on
 `loss.backward()`: every gradient is derived and written by hand, then checked against the one
 PyTorch computes.

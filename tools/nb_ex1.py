@@ -2,8 +2,13 @@
 from cells import answer, grad_tests, locked, md, setup_cells
 from autograder.exercises import EX1_STAGES
 
-INTRO = md("ex1_intro", """
+VIDEO = "https://www.youtube.com/watch?v=q8SA3rM6ckI"
+
+INTRO = md("ex1_intro", f"""
 # Exercise 1: backpropagate through the atomic compute graph (26 points)
+
+This exercise follows the lecture [Building makemore Part 4: Becoming a Backprop Ninja]({VIDEO})
+(A. Karpathy): watch it first, or alongside.
 
 Below is a two-layer MLP language model (embedding, linear, BatchNorm, tanh, linear,
 cross-entropy), with its forward pass cut into one small step per line. Your job: write the
@@ -14,7 +19,8 @@ tensor's shape.
 **How to work.** Run the setup cells, then fill in one stage at a time. After each stage a
 check prints the familiar row for each gradient (shape, approximate, maxdiff) against
 PyTorch's, and whether your own step is right given your upstream gradients. A gradient you
-have not written yet shows as *missing*.
+have not written yet shows as *missing*. The hints under each stage say what to
+differentiate, which rule applies and what shape to expect; the formula is yours to write.
 
 **How it is graded.** Each of the 26 gradients is worth 1 point and is judged on its own step.
 Your cells are re-run line by line; right after the last line that writes a gradient, the
@@ -27,7 +33,7 @@ other batch sizes), so write `n`, not `32`. Work on the plain tensors (no autogr
 """)
 
 STAGE_TEXT = {
-    "ex1_loss_chain": ("""
+    "ex1_loss_chain": (r"""
 ---
 ## Stage 1: the loss chain (8 points)
 
@@ -37,35 +43,59 @@ From `loss` back to `logits`: `dlogprobs`, `dprobs`, `dcounts_sum_inv`, `dcounts
 Rules you will need: the chain rule, one step at a time (local derivative times the gradient
 flowing in); **broadcasting in the forward pass is a sum in the backward pass**; when a tensor
 is used twice, **the gradients of both paths add**.
+
+A small example of the broadcasting rule, as the lecture works it: take `c = a * b` with `a`
+of shape (2, 3) and `b` a (2, 1) column. Written out, $c_{ij} = a_{ij}\,b_{i}$: the single
+number $b_0$ is used three times, in $c_{00}$, $c_{01}$ and $c_{02}$. Each use adds its own
+contribution, so $\partial L/\partial b_0$ is a sum over the three columns of row 0, and the
+gradient of `b` comes out as a (2, 1) column again.
 """, {
-        "dlogprobs": "`loss` is minus the mean of n entries of `logprobs`, one per row (the correct "
-                     "character). Those entries get `-1/n`; every other entry does not touch the loss.",
-        "dprobs": "d/dx log(x) = 1/x, applied elementwise, times `dlogprobs`.",
-        "dcounts_sum_inv": "`probs = counts * counts_sum_inv` broadcasts a (32, 1) column over 27 "
-                           "columns: sum the gradient over dimension 1, keeping the dimension.",
-        "dcounts_sum": "d/dx x**-1 = -x**-2.",
-        "dcounts": "`counts` is used twice: in `probs` and in `counts_sum`. Add both contributions; "
-                   "the sum over a row hands every element of the row the same gradient.",
-        "dnorm_logits": "d/dx exp(x) = exp(x), which is `counts`.",
-        "dlogit_maxes": "`norm_logits = logits - logit_maxes` broadcasts (32, 1): sum, with a minus sign. "
-                        "It should come out (almost) zero: the max only keeps exp() stable.",
-        "dlogits": "Two paths again. The max routes its gradient to the one element that was "
-                   "largest in each row: `F.one_hot(logits.max(1).indices, ...)`.",
+        "dlogprobs": "`loss` is minus the mean of n entries of `logprobs`: in each row, the one at the "
+                     "correct character `Yb`. Try it with n = 3: if loss = -(a + b + c) / 3, what is "
+                     "d loss / d a? And for an entry of `logprobs` that the loss never picks? The result "
+                     "has the shape of `logprobs`; `[range(n), Yb]` selects the picked entries.",
+        "dprobs": "`logprobs = probs.log()` works elementwise. What is the derivative of log(x)? "
+                  "Multiply it, elementwise, by the gradient flowing in.",
+        "dcounts_sum_inv": "`probs = counts * counts_sum_inv` multiplies a (32, 27) tensor by a (32, 1) "
+                           "column stretched over 27 columns: the small example above, at full size. "
+                           "The local derivative is the other factor; then undo the stretch so that the "
+                           "result is (32, 1). Which dimension, and how do you keep it?",
+        "dcounts_sum": "`counts_sum_inv = counts_sum**-1`: the power rule, then the chain rule.",
+        "dcounts": "`counts` is used twice: in `probs` and in `counts_sum`. Find the gradient along "
+                   "each path and add them. Along the second path: in a sum over a row, how much "
+                   "does each element of the row change the sum? The result is (32, 27).",
+        "dnorm_logits": "`counts = norm_logits.exp()`. What is the derivative of exp(x), and which "
+                        "tensor of the forward pass already holds it?",
+        "dlogit_maxes": "`norm_logits = logits - logit_maxes` stretches a (32, 1) column over 27 "
+                        "columns, as in `dcounts_sum_inv`; mind the minus sign. Expect values close to "
+                        "zero: can you see why? (Changing the subtracted maximum does not change `probs`.)",
+        "dlogits": "Two paths again: straight through `norm_logits`, and through `logit_maxes`. The "
+                   "max of a row depends on one element only, the largest one: only that element "
+                   "receives its row's gradient. `logits.max(1)` gives the positions as `.indices`, "
+                   "and `F.one_hot` can turn positions into a (32, 27) tensor of zeros and ones.",
     }),
-    "ex1_second_layer": ("""
+    "ex1_second_layer": (r"""
 ---
 ## Stage 2: the second linear layer and tanh (4 points)
 
-`dh`, `dW2`, `db2`, `dhpreact`. For `logits = h @ W2 + b2`, let the shapes guide you: the only
-way to combine `dlogits` (32, 27) with `W2` (64, 27) into a (32, 64) is one matrix product
-with one transpose. The appendix of the reference notebook derives it on a tiny example.
+`dh`, `dW2`, `db2`, `dhpreact`. For `logits = h @ W2 + b2`, write one element:
+$\text{logits}_{ik} = \sum_j h_{ij} W2_{jk} + b2_k$. Differentiate it with respect to $h_{ij}$
+and you get a sum over $k$ that is one entry of a matrix product. Or let the shapes guide you:
+a gradient has the shape of its tensor, and there is only one way to combine `dlogits`
+(32, 27) with `W2` (64, 27) into a (32, 64): one matrix product, with one transpose. Trying it
+on paper with 2 x 2 matrices, as the lecture does, makes it stick.
 """, {
-        "dh": "(32, 27) @ (27, 64) gives (32, 64).",
-        "dW2": "(64, 32) @ (32, 27) gives (64, 27).",
-        "db2": "`b2` is broadcast over the 32 rows: sum over dimension 0.",
-        "dhpreact": "d/dx tanh(x) = 1 - tanh(x)**2, and `h` is tanh(hpreact).",
+        "dh": "`dh` must be (32, 64), like `h`. Which of `dlogits` (32, 27) and `W2` (64, 27), in which "
+              "order and with which one transposed, multiply to (32, 64)?",
+        "dW2": "`dW2` must be (64, 27), like `W2`. This time combine `h` (32, 64) and `dlogits` (32, 27). "
+               "Every row of the batch uses `W2`: the matrix product sums their contributions.",
+        "db2": "`b2` (27,) is added to each of the 32 rows. Along which dimension was it stretched, "
+               "and what does the rule of stage 1 say about its gradient? The result is (27,).",
+        "dhpreact": "`h = torch.tanh(hpreact)`. The derivative of tanh(x) can be written with tanh(x) "
+                    "itself (derive it from sinh/cosh, or look it up), and `h` already holds "
+                    "tanh(hpreact).",
     }),
-    "ex1_batchnorm": ("""
+    "ex1_batchnorm": (r"""
 ---
 ## Stage 3: BatchNorm, step by step (9 points)
 
@@ -73,17 +103,26 @@ with one transpose. The appendix of the reference notebook derives it on a tiny 
 `dhprebn`. Mind every broadcast: `bngain`, `bnbias`, `bnvar_inv`, `bnvar` and `bnmeani` are
 (1, 64) rows stretched over the batch. `bndiff` and `hprebn` each feed two operations.
 """, {
-        "dbngain": "(1, 64) broadcast over the batch: sum over dimension 0 with `keepdim=True`.",
-        "dbnbias": "Same broadcast as `bngain`, local derivative 1.",
-        "dbnraw": "Multiply by the (1, 64) `bngain`; no sum needed, the shapes already agree.",
-        "dbnvar_inv": "(1, 64) broadcast in `bndiff * bnvar_inv`: sum over dimension 0, keep it.",
-        "dbnvar": "d/dx (x + eps)**-0.5 = -0.5 (x + eps)**-1.5.",
-        "dbndiff2": "`bnvar` is 1/(n-1) times a column sum: each element gets 1/(n-1) of `dbnvar`.",
-        "dbndiff": "Two paths: through `bnraw` and through `bndiff2` (d/dx x**2 = 2x).",
-        "dbnmeani": "`bndiff = hprebn - bnmeani` broadcasts: minus the sum over dimension 0.",
-        "dhprebn": "Two paths: directly through `bndiff`, and through `bnmeani` (each element gets 1/n of it).",
+        "dbngain": "In `hpreact = bngain * bnraw + bnbias`, the local derivative for `bngain` is the "
+                   "other factor. `bngain` is a (1, 64) row stretched over the 32 rows: undo the "
+                   "stretch so that the result keeps the shape (1, 64).",
+        "dbnbias": "The same stretch as `bngain`; what is the local derivative of a sum?",
+        "dbnraw": "The local derivative is the other factor, a (1, 64) row. Does anything need summing "
+                  "here? Compare the shapes of `bnraw` and of the gradient flowing in.",
+        "dbnvar_inv": "`bnraw = bndiff * bnvar_inv`: `bnvar_inv` is a (1, 64) row stretched over the batch, "
+                      "as `bngain` was.",
+        "dbnvar": "`bnvar_inv = (bnvar + 1e-5)**-0.5`: the power rule (the 1e-5 stays where it is).",
+        "dbndiff2": "`bnvar` is a constant times a sum over the batch of `bndiff2`. How much does one "
+                    "element of `bndiff2` change its column's `bnvar`? Each element receives that "
+                    "factor times its column's gradient. The result is (32, 64).",
+        "dbndiff": "`bndiff` is used twice: in `bnraw` and in `bndiff2`. Find both contributions (the "
+                   "second with the power rule) and add them.",
+        "dbnmeani": "`bndiff = hprebn - bnmeani` stretches a (1, 64) row over the batch and subtracts "
+                    "it: the same situation as `dlogit_maxes` in stage 1, along the other dimension.",
+        "dhprebn": "Two paths: straight through `bndiff`, and through `bnmeani`, which is a mean over "
+                   "the batch. How much does one element change its column's mean?",
     }),
-    "ex1_first_layer": ("""
+    "ex1_first_layer": (r"""
 ---
 ## Stage 4: the first linear layer and the embedding (5 points)
 
@@ -91,13 +130,15 @@ with one transpose. The appendix of the reference notebook derives it on a tiny 
 of `emb`, so its gradient only needs the shape back. Finally `emb = C[Xb]` copies rows of `C`:
 a character that appears several times in the batch collects the gradient of every copy.
 """, {
-        "dembcat": "(32, 64) @ (64, 30).",
-        "dW1": "(30, 32) @ (32, 64).",
-        "db1": "Sum over the batch dimension.",
-        "demb": "A view in the forward pass is a view back: `.view(emb.shape)`.",
-        "dC": "Start from zeros and **add** each row of `demb` into the row of `C` it came from "
-              "(a double loop over `Xb`, or `index_add_`). Assigning instead of adding loses "
-              "repeated characters.",
+        "dembcat": "As `dh` in stage 2, one layer down (`hprebn = embcat @ W1 + b1`). Target shape: (32, 30).",
+        "dW1": "As `dW2` in stage 2. Target shape: (30, 64).",
+        "db1": "As `db2` in stage 2. Target shape: (64,).",
+        "demb": "`embcat` is `emb` viewed as (32, 30): no arithmetic happened, only the shape changed. "
+                "Undo the change of shape.",
+        "dC": "`emb[k, j]` is a copy of row `Xb[k, j]` of `C`. Start from a (27, 10) tensor of zeros "
+              "and send each `demb[k, j]` back to the row of `C` it came from (a loop over the 32 "
+              "examples and the 3 positions does it). A character that appears twice must collect "
+              "both: add, never assign.",
     }),
 }
 
@@ -114,6 +155,19 @@ def hints(table):
                      for k, v in table.items())
 
 
+def report_call(names, width=79):
+    """`rows = report([...], globals(), ref)`, its list wrapped to fit a laptop's notebook."""
+    lines, line = [], "rows = report(["
+    indent = " " * len(line)
+    for i, name in enumerate(names):
+        item = f'"{name}"' + (", " if i < len(names) - 1 else "], globals(), ref)")
+        if len(line) + len(item.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = indent
+        line += item
+    return "\n".join(lines + [line])
+
+
 def stage(cell_id):
     text, table = STAGE_TEXT[cell_id]
     names = EX1_STAGES[cell_id]
@@ -122,7 +176,7 @@ def stage(cell_id):
         md(f"{cell_id}_task", text + "\n" + hints(table)),
         answer(cell_id, "ex1"),
         md(f"{check}_expect", EXPECT[cell_id]),
-        locked(check, f"rows = report({names!r}, globals(), ref)"),
+        locked(check, report_call(names)),
         *grad_tests("ex1", names),
     ]
 

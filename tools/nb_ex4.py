@@ -1,6 +1,7 @@
 """Exercise 4: train the network with your own backward pass."""
 from autograder.score import TRAIN_RTOL
 from cells import BATCH, DATA, IMPORTS, PARAMS, answer, locked, md, test
+from nb_ex1 import VIDEO
 
 PARAM_NAMES = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
 
@@ -232,7 +233,7 @@ print(f"val   {split_loss(Xdev, Ydev):.4f}")
 '''
 
 SAMPLE = '''
-# 20 names from the model, one character at a time, until it produces '.'.
+# 20 names from the model, one character at a time, until it produces '.' (the end of a name).
 g_sample = torch.Generator().manual_seed(2147483647 + 10)
 with torch.no_grad():
     for _ in range(20):
@@ -248,9 +249,9 @@ with torch.no_grad():
             probs = F.softmax(logits, dim=1)
             ix = torch.multinomial(probs, num_samples=1, generator=g_sample).item()
             context = context[1:] + [ix]
-            out.append(ix)
             if ix == 0:
                 break
+            out.append(ix)
         print("".join(itos[i] for i in out))
 '''
 
@@ -274,70 +275,66 @@ Write `n` (the batch size, set for you), never `32` or `200`: the grader calls y
 with other batch sizes and other parameters. Use no autograd (`.backward()`, `.grad`,
 `torch.autograd`): the point is that you no longer need it.
 
+Each hint below says where you have met the piece before; none of them repeats the formula.
+
 <details><summary>Hint: cross-entropy in one go</summary>
 
-For each row, the gradient of $-\log \mathrm{softmax}(l)_y$ is $\mathrm{softmax}(l) - \text{onehot}(y)$;
-the loss is the mean over `n` rows, so divide by `n`. Start from `F.softmax(logits, 1)`,
-subtract 1 at `[range(n), Yb]`, divide by `n`.
+Your answer to Exercise 2 works here unchanged: the loss is the same mean over `n` rows, and
+the cache holds `logits`.
 
 </details>
 
 <details><summary>Hint: the second linear layer</summary>
 
-`logits = h @ W2 + b2`: let the shapes decide. `dh` (n, 200) is `dlogits` (n, 27) times the
-transpose of `W2`; `dW2` (200, 27) is the transpose of `h` times `dlogits`; `b2` was added
-to every row, so `db2` sums `dlogits` over the batch dimension.
+Stage 2 of Exercise 1, with other sizes: `h` is (n, 200), `W2` (200, 27), `dlogits` (n, 27).
+Each gradient has the shape of its tensor, and the shapes leave one way to combine the
+factors. `b2` was added to every row of the batch.
 
 </details>
 
 <details><summary>Hint: tanh</summary>
 
-The derivative of $\tanh(x)$ is $1 - \tanh(x)^2$, and the cache holds `h`, which is
-$\tanh$(`hpreact`) already: `dhpreact = (1 - h**2) * dh`.
+As for `dhpreact` in Exercise 1: the derivative of tanh written with tanh itself, and the
+cache holds `h`, which is tanh of `hpreact` already.
 
 </details>
 
 <details><summary>Hint: BatchNorm in one go</summary>
 
-`bngain` and `bnbias` are (1, 200) rows stretched over the batch, so their gradients are sums
-over dimension 0 with `keepdim=True`: of `bnraw * dhpreact` and of `dhpreact`. For `dhprebn`,
-Exercise 3's formula works unchanged:
-
-$$\frac{\partial L}{\partial x_j} = \frac{\gamma}{n\sqrt{\sigma^2+\epsilon}}
-\left( n\,\frac{\partial L}{\partial y_j} - \sum_i \frac{\partial L}{\partial y_i}
-- \frac{n}{n-1}\,\hat{x}_j \sum_i \frac{\partial L}{\partial y_i}\,\hat{x}_i \right),$$
-
-with `bngain` for $\gamma$, `bnvar_inv` for $1/\sqrt{\sigma^2+\epsilon}$, `bnraw` for
-$\hat{x}$ and `dhpreact` for $\partial L/\partial y$.
+`bngain` and `bnbias` are (1, 200) rows stretched over the batch: their gradients come out as
+in stage 3 of Exercise 1, with the shape (1, 200). For `dhprebn`, the formula you derived in
+Exercise 3 works unchanged, with `bngain` for $\gamma$, `bnvar_inv` for
+$1/\sqrt{\sigma^2+\epsilon}$, `bnraw` for $\hat{x}$ and `dhpreact` for $\partial L/\partial y$.
 
 </details>
 
 <details><summary>Hint: the first linear layer</summary>
 
-The same three lines as the second layer, one layer down: `hprebn = embcat @ W1 + b1`.
-`db1` has the shape of `b1`, (200,).
+The second layer again, one layer down: `hprebn = embcat @ W1 + b1`, with `embcat` (n, 30)
+and `W1` (30, 200). `db1` has the shape of `b1`, (200,).
 
 </details>
 
 <details><summary>Hint: the embedding, without a double loop</summary>
 
-`embcat` is a view of `emb`, so its gradient is `dembcat` viewed back in the shape of `emb`. Then `emb = C[Xb]` copied
-a row of `C` for every character in the batch, and a row used several times collects the
-gradient of every copy. In Exercise 1 a double loop added them one by one. In one call:
-start from `torch.zeros_like(C)` and `index_add_(0, index, source)`, which adds row `k` of
-`source` into row `index[k]`: the index is `Xb` flattened to (n*3,), the source `demb`
-reshaped to (n*3, 10). (`dC[Xb.view(-1)] += ...` looks the same but is wrong: when an index
-repeats, only one of the additions lands.)
+`embcat` is a view of `emb`, so its gradient only needs the shape of `emb` back. Then
+`emb = C[Xb]` copied a row of `C` for each of the n * 3 characters of the batch, and a row
+used several times collects the gradient of every copy. Exercise 1's double loop adds them
+one by one and works here too. To do it in one call, look up `Tensor.index_add_` in PyTorch's
+documentation: it adds rows of a source into the rows of a target named by an index, and adds
+up repeated indices. (Indexed in-place addition on an indexed target looks the same but is
+wrong: when an index repeats, only one of the additions lands.)
 
 </details>
 """
 
 CELLS = [
-    md("ex4_intro", """
+    md("ex4_intro", f"""
 # Exercise 4: train the network with your own backward pass (10 points)
 
-Time to put it all together. The network is the one from the previous exercises, with 200
-hidden neurons instead of 64 (12,297 parameters). You write one function, `backward`, that
+Time to put it all together, as at the end of the lecture
+([Becoming a Backprop Ninja]({VIDEO})). The network is the one from the previous exercises,
+with 200 hidden neurons instead of 64 (12,297 parameters). You write one function, `backward`, that
 returns the gradient of the loss for every parameter, using the one-go formulas of Exercises 2
 and 3. Then the notebook trains the network for the lecture's 200,000 steps with **your**
 gradients and no `loss.backward()` at all, calibrates BatchNorm, evaluates, and samples names.
@@ -377,13 +374,13 @@ differentiates whole layers at once: a backward written straight from the hints 
 At a batch of 32 the tensors are tiny, and launching an operation costs more than computing it:
 a fast backward pass is one with few operations. Some ideas, each checked by the cell below:
 
-- `dlogits[range(n), Yb] -= 1` builds index tensors first; `dlogits.scatter_add_(1,
-  Yb.view(n, 1), torch.full((n, 1), -1.0))` does the same subtraction in one operation.
-- Exercise 3's formula computes `dhpreact.sum(0)` and `(dhpreact * bnraw).sum(0)` again,
-  though they are `dbnbias` and `dbngain`: reuse them. Rearranged, `dhprebn` is
-  `bngain * bnvar_inv * (dhpreact - dbnbias / n - bnraw * dbngain / (n - 1))`.
+- Subtracting at `[range(n), Yb]` builds index tensors first; `Tensor.scatter_add_` along
+  dimension 1, with the targets as a column of indices, does the same in one operation.
+- Exercise 3's formula takes two sums over the batch that you have already computed under
+  other names in this function. Rewrite the formula in terms of them: it gets shorter, and
+  shorter here means faster.
 - `torch.add(a, b, alpha=s)` is `a + s * b`, and `torch.addcmul(a, b, c, value=s)` is
-  `a + s * b * c`, each in one operation; `(1 - h**2) * dh` takes three.
+  `a + s * b * c`, each in one operation: count the operations of your tanh line.
 - In-place operations (`x *= y`, `x.addcmul_(...)`) skip allocating a new tensor.
 
 </details>

@@ -1,0 +1,121 @@
+"""`python -m autograder.demo` explains itself: stages, figures next to the lecture's, a heading
+over the names, a score table with `-` for what was not submitted and the verdict of every lost
+point; it works from any folder, and every command's --help is complete."""
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from autograder import course, demo
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("module", ["autograder.demo", "autograder.data", "autograder.grade",
+                                    "autograder.report", "autograder.sandbox"])
+def test_every_command_has_a_complete_help_from_any_folder(tmp_path, module):
+    """Does `python -m MODULE --help`, run outside the repository, print its whole usage and
+    description (no sentence cut off) and exit 0 with nothing on stderr?"""
+    run = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert run.stdout.startswith("usage:")
+    description = run.stdout.split("\n\n")[1].strip()
+    assert description.endswith((".", ")")), f"cut off: {description!r}"
+    if module == "autograder.demo":
+        for words in ["reference notebook", "lecture's", "score table", "lost point",
+                      "feedback pages", "--skip-reference", "--skip-grading", "--repo"]:
+            assert words in " ".join(run.stdout.split()), words
+
+
+def test_the_repository_is_found_from_another_folder(tmp_path, monkeypatch):
+    """Run from another folder, does the demo still find the repository it is installed from?"""
+    monkeypatch.chdir(tmp_path)
+    assert demo.course_root() == ROOT
+
+
+def test_without_the_repository_the_demo_says_what_to_do(tmp_path):
+    """Where there is no course repository (as after a plain `pip install`), does the demo stop
+    with a message saying where to run it, rather than a traceback?"""
+    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "no course repository" in run.stderr and "make demo" in run.stderr
+
+
+def test_a_learners_install_is_told_which_extra_the_demo_needs(monkeypatch, capsys):
+    """In a clone where only the learner's install is present (no nbgrader), does the demo name
+    the instructor extra to install, instead of failing on an import?"""
+    real = demo.importlib.util.find_spec
+    monkeypatch.setattr(demo.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "nbgrader" else real(name, *a))
+    with pytest.raises(SystemExit) as e:
+        demo.main([])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "nbgrader not installed" in err and "'.[instructor]'" in err
+
+
+@pytest.fixture
+def tiny_repository(tmp_path):
+    """A stand-in course repository whose reference notebook prints like the real one, fast."""
+    cells = [new_code_cell("import time\nfor step in (1, 2):\n    print(f'{step}/2: mean loss 2.1', flush=True)\n"
+                           "    time.sleep(0.2)", id="ex4_train"),
+             new_code_cell("print('train 2.07  (the lecture: 2.0705)')\nprint('val   2.11  (the lecture: 2.1099)')",
+                           id="ex4_evaluate"),
+             new_code_cell("for name in ['carlah', 'amelle', 'khi', 'mri', 'reigh', 'skanden']:\n    print(name)",
+                           id="ex4_sample")]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "backprop_ninja.ipynb")
+    (tmp_path / "source" / course.ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "nbgrader_config.py").write_text("")
+    return tmp_path
+
+
+def test_the_reference_stage_shows_progress_figures_and_names(tiny_repository):
+    """Does the reference stage say what it runs, show the training's progress as it comes, print
+    the figures beside the lecture's and a heading over the names, with nothing on stderr, even
+    after it exits (the kernel talks over IPC, and is shut down, not left to find its parent gone)?"""
+    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(tiny_repository),
+                          "--skip-grading"], cwd=tiny_repository, capture_output=True, text=True)
+    out, err = run.stdout, run.stderr  # both pipes close when the last process holding them ends
+    assert run.returncode == 0 and err == "", err
+    assert "[1/4] Running the reference notebook" in out
+    assert "      1/2: mean loss 2.1\n      2/2: mean loss 2.1" in out
+    assert "next to the lecture's:\n  train 2.07  (the lecture: 2.0705)\n  val   2.11  (the lecture: 2.1099)" in out
+    assert "6 names sampled from the trained model:\n  carlah" in out
+    assert (tiny_repository / "build" / "backprop_ninja.ipynb").exists()
+
+
+def test_the_score_table_shows_a_dash_for_a_notebook_not_submitted():
+    table = {"solutions": {"ex1_atomic_graph": (26, 26), "ex2_cross_entropy": (4, 4)},
+             "one_mistake": {"ex1_atomic_graph": (25, 26), "ex2_cross_entropy": (0, 4)}}
+    text = course.score_table(table, {"solutions": {"ex1_atomic_graph", "ex2_cross_entropy"},
+                                      "one_mistake": {"ex1_atomic_graph"}})
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:]}
+    assert rows["one_mistake"] == ["25", "/", "26", "-", "25", "/", "30"]
+    assert rows["solutions"] == ["26", "/", "26", "4", "/", "4", "30", "/", "30"]
+
+
+def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
+    """Does the list of lost points give each wrong item of a submitted notebook its verdict,
+    group the items of one exercise that share a verdict, and leave out notebooks not submitted?"""
+    from autograder import report
+
+    def row(student, exercise, item, score, points, verdict):
+        return dict(student=student, exercise=exercise, item=item, score=score, points=points, verdict=verdict)
+    rows = [row("blank", "ex1", k, 0, 1, f"d{k}: WRONG (0/1): not defined") for k in ["probs", "logprobs"]]
+    rows += [row("one_mistake", "ex1", "logprobs", 0, 1,
+                 "dlogprobs: WRONG (0/1): does not match on the notebook's batch: off by a constant factor of n"),
+             row("one_mistake", "ex1", "probs", 1, 1, "dprobs: ok (1/1)"),
+             row("one_mistake", "ex2", "logits", 0, 4, "dlogits: WRONG (0/4): not defined")]
+    monkeypatch.setattr(report, "rows", lambda *a: rows)
+    monkeypatch.setattr(course, "submitted", lambda *a: {"blank": {"ex1_atomic_graph"},
+                                                         "one_mistake": {"ex1_atomic_graph"}})
+    assert course.lost_points(tmp_path) == {
+        "blank": [["ex1", ["dlogprobs", "dprobs"], 2, "not defined"]],
+        "one_mistake": [["ex1", ["dlogprobs"], 1, "does not match on the notebook's batch: off by a constant factor of n"]]}
+    assert "  ex1 dlogprobs: -1: does not match" in course.lost_points_table(tmp_path)
