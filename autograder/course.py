@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 from nbgrader.api import Gradebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,29 @@ def scores(course, assignment=ASSIGNMENT):
         for sub in gb.assignment_submissions(assignment):
             out[sub.student_id] = {nb.name: (nb.score, nb.max_score) for nb in sub.notebooks}
     return out
+
+
+def points(course, assignment=ASSIGNMENT):
+    """{grade id: points} of the assignment's graded cells, from its nbgrader metadata: the
+    gradebook's record of the source notebooks (what nbgrader grades with), or where there is
+    none yet, the grade cells of the source notebooks (else the release's)."""
+    from nbgrader.api import MissingEntry
+    db = Path(course) / "gradebook.db"
+    if db.exists():
+        with Gradebook(f"sqlite:///{db}") as gb:
+            try:
+                cells = {c.name: c.max_score for nb in gb.find_assignment(assignment).notebooks for c in nb.grade_cells}
+            except MissingEntry:
+                cells = {}
+        if cells:
+            return cells
+    for step in ("source", "release"):
+        notebooks = sorted((Path(course) / step / assignment).glob("*.ipynb"))
+        if notebooks:
+            return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
+                    for path in notebooks for c in nbformat.read(path, as_version=4).cells
+                    if c.metadata.get("nbgrader", {}).get("grade")}
+    return {}
 
 
 def score_table(table):
