@@ -59,11 +59,14 @@ class CourseOnly(NbGraderPreprocessor):
     """Runs the `course` preprocessor on the course's assignment, `stock` on any other (None: none)."""
     course = stock = None  # import paths
 
-    def preprocess(self, nb, resources):
+    def delegate(self, resources):
+        """The preprocessor for this notebook's assignment, configured as nbgrader configures it."""
         name = self.course if in_course(self, resources) else self.stock
-        if name is None:
-            return nb, resources
-        return import_item(name)(parent=self.parent)(nb, resources)
+        return None if name is None else import_item(name)(parent=self.parent)
+
+    def preprocess(self, nb, resources):
+        pp = self.delegate(resources)
+        return (nb, resources) if pp is None else pp(nb, resources)
 
 
 class CourseExecute(SandboxedExecute):
