@@ -292,6 +292,7 @@ def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again
     start = time.time()
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
+    print(out.replace("\r", "\n"))  # shown with -s, or when the test fails
     assert time.time() - start < 10, out
     assert proc.returncode == 130, out
     assert "interrupted: graded 1 of 3 learners (a_quick); not graded: b_slow, c_slow." in out
@@ -299,6 +300,8 @@ def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again
     _, alive = psutil.wait_procs(tree, timeout=5)
     assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "workers or kernels outlived the run"
     assert not (c / "autograded" / "b_slow" / ASSIGNMENT).exists() and set(course.scores(c)) == {"a_quick"}
+    graded = grade.in_gradebook(c, ASSIGNMENT)
+    assert [s for s in ("a_quick", "b_slow", "c_slow") if grade.up_to_date(c, s, ASSIGNMENT, graded)] == ["a_quick"]
     for student in ("b_slow", "c_slow"):
         (c / "submitted" / student / ASSIGNMENT / "slow.flag").unlink()
     log = course.nbgrader(c, "autograde", ASSIGNMENT)
