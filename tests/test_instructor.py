@@ -5,6 +5,7 @@ import copy
 import csv
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,8 +83,7 @@ def graded(tmp_path_factory):
     c = course.copy_course(tmp / "course")
     course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
     examples.write_submissions(c, mistakes={"missing_keepdim": examples.MISTAKES["missing_keepdim"]})
-    for student in ("blank",):  # two learners are enough here
-        subprocess.run(["rm", "-rf", str(c / "submitted" / student)], check=True)
+    shutil.rmtree(c / "submitted" / "blank")  # two learners are enough here
     assert grade.main(["--course", str(c), "--jobs", "2"]) == 0
     log = add_intro(c, data_file)
     (tmp / "stock").mkdir()
@@ -228,7 +228,7 @@ def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     c = tmp_path / "course"
     c.mkdir()
     (c / "source").mkdir()
-    subprocess.run(["cp", "-r", str(course.ROOT / "source" / ASSIGNMENT), str(c / "source" / "hw4")], check=True)
+    shutil.copytree(course.ROOT / "source" / ASSIGNMENT, c / "source" / "hw4")
     (c / "nbgrader_config.py").write_text((course.ROOT / "nbgrader_config.py").read_text())
     nb = read(c / "source" / "hw4" / EX3)
     next(x for x in nb.cells if x.metadata.get("nbgrader", {}).get("grade_id") == "test_ex3_dhprebn").metadata.nbgrader["points"] = 6
