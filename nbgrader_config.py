@@ -1,34 +1,46 @@
-"""nbgrader configuration: the course is rooted here; its one assignment is backprop_ninja."""
+"""nbgrader configuration: the course is rooted here; its assignment is backprop_ninja.
+
+The course's pieces below apply to its own assignment only (the one whose folder holds the
+exercise notebooks; autograder/scoped.py decides): any other assignment of this course is
+generated and graded exactly as stock nbgrader does it.
+"""
 import os
+
+from nbgrader.converters import Autograde, GenerateAssignment
+from nbgrader.preprocessors import ClearSolutions, Execute
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "backprop_ninja"
 
+
+def swap(converter, trait, old, *new):
+    """nbgrader's default list of a converter's preprocessors, with `old` replaced by `new`."""
+    return [x for p in converter.class_traits()[trait].default() for x in (new if p is old else (p,))]
+
+
 # The learner's stub must leave the notebook runnable (Run All reaches the checks, which
-# report a missing gradient), so no `raise NotImplementedError()` in the stub.
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\n"}
+# report a missing gradient), so no `raise NotImplementedError()` in the course's stub.
+c.CourseClearSolutions.code_stub = {"python": "# YOUR CODE HERE\n"}
+c.GenerateAssignment.preprocessors = swap(GenerateAssignment, "preprocessors", ClearSolutions,
+                                          "autograder.scoped.ScopedClearSolutions")
 
 # Grading replays each answer on hidden inputs; Exercise 4 also trains briefly.
-c.Execute.timeout = 120
+c.SandboxedExecute.timeout = 120
 
-# The score that counts is computed outside the learner's kernel: after nbgrader has run the
-# notebook, TrustedScores replays the answers in a sandboxed process and rewrites each graded
-# cell's result (see autograder/trusted.py). The rest is nbgrader's default list.
+# The score that counts is computed outside the learner's kernel: nbgrader runs the notebook
+# in a sandboxed kernel, then TrustedScores replays the answers in a sandboxed process and
+# rewrites each graded cell's result (see autograder/trusted.py). The rest is nbgrader's list.
 os.environ["BACKPROP_NINJA_TRUSTED"] = "1"  # the in-kernel tests leave scoring to TrustedScores
-c.Autograde.autograde_preprocessors = [
-    "autograder.trusted.SandboxedExecute",  # nbgrader's Execute, the kernel in a sandbox
-    "autograder.trusted.TrustedScores",
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
+c.Autograde.autograde_preprocessors = swap(Autograde, "autograde_preprocessors", Execute,
+                                           "autograder.scoped.ScopedExecute",
+                                           "autograder.scoped.ScopedTrustedScores")
 
 # Submissions are read robustly and rebuilt on the release notebook (autograder/repair.py),
 # so a broken file, deleted or duplicated cells or changed metadata cost that learner only
 # what they deserve, never the rest of the class.
-c.Autograde.exporter_class = "autograder.repair.RepairingExporter"
+c.Autograde.exporter_class = "autograder.scoped.ScopedRepairingExporter"
+
+# Feedback that names each gradient and draws its math in the page (no MathJax from the web).
+c.GenerateFeedback.exporter_class = "autograder.scoped.FeedbackExporter"

@@ -50,6 +50,30 @@ def scores(course, assignment=ASSIGNMENT):
     return out
 
 
+def points(course, assignment=ASSIGNMENT):
+    """{grade id: points} of the assignment's graded cells, from its nbgrader metadata: the
+    gradebook's record of the source notebooks (what nbgrader grades with), or where there is
+    none yet, the grade cells of the source notebooks (else the release's)."""
+    import nbformat
+    from nbgrader.api import Gradebook, MissingEntry  # the instructor extra
+    db = Path(course) / "gradebook.db"
+    if db.exists():
+        with Gradebook(f"sqlite:///{db}") as gb:
+            try:
+                cells = {c.name: c.max_score for nb in gb.find_assignment(assignment).notebooks for c in nb.grade_cells}
+            except MissingEntry:
+                cells = {}
+        if cells:
+            return cells
+    for step in ("source", "release"):
+        notebooks = sorted((Path(course) / step / assignment).glob("*.ipynb"))
+        if notebooks:
+            return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
+                    for path in notebooks for c in nbformat.read(path, as_version=4).cells
+                    if c.metadata.get("nbgrader", {}).get("grade")}
+    return {}
+
+
 def submitted(course, assignment=ASSIGNMENT):
     """{student: {notebook name}} of the notebooks each learner handed in."""
     return {p.name: {nb.stem for nb in (p / assignment).glob("*.ipynb")}

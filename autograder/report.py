@@ -1,64 +1,107 @@
 """Per-gradient results for the whole class, after `nbgrader autograde`:
 
-    python -m autograder.report [--course .] [--csv gradients.csv] [--plot missed.png]
+    python -m autograder.report [--course .] [--assignment backprop_ninja] [--csv gradients.csv] [--plot missed.png]
 
-The CSV has one row per learner and graded item (score, points, the verdict shown in the
-feedback); the plot shows which gradients learners miss most.
+The CSV has one row per learner and graded item (score, points, right / wrong / not attempted,
+the verdict shown in the feedback); the plot shows, exercise by exercise, which gradients
+learners get wrong and which they leave blank.
 """
 import argparse
 import csv
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 
 from .course import ASSIGNMENT
 from .exercises import EXERCISES
 
-FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "verdict"]
+FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "status", "verdict"]
+NOT_ATTEMPTED, WRONG, RIGHT = "not attempted", "wrong", "right"
 
 
-def verdict_texts(path):
-    """{grade_id: the text the graded cell printed} from an autograded notebook."""
+def graded_cells(path):
+    """{grade_id: cell} of a notebook's graded and answer cells ({} if there is no notebook)."""
     if not path.exists():
         return {}
     nb = nbformat.read(path, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: "".join(o.get("text", "") for o in c.get("outputs", [])).strip()
-            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")}
+
+
+def output_text(cell):
+    return "".join(o.get("text", "") for o in cell.get("outputs", [])).strip() if cell is not None else ""
+
+
+def status(ex, item, score, points, learner, release):
+    """right, wrong or not attempted: no notebook, the answer cell as released, or not defined."""
+    if score >= points:
+        return RIGHT
+    if not learner or ": not defined" in output_text(learner.get(ex.test_id(item))):
+        return NOT_ATTEMPTED
+    for cell, names in ex.answer_cells.items():
+        if (item in names or not names) and cell in learner and cell in release \
+                and learner[cell].source.strip() == release[cell].source.strip():
+            return NOT_ATTEMPTED
+    return WRONG
 
 
 def rows(course, assignment=ASSIGNMENT):
+    """One dict per learner and graded item of the course's exercises in the assignment,
+    which are found by their notebooks' names."""
     course = Path(course)
-    items = {ex.test_id(k): (key, k) for key, ex in EXERCISES.items() for k in {**ex.grads, **ex.extra_tests}}
+    by_notebook = {ex.notebook[:-len(".ipynb")]: ex for ex in EXERCISES.values()}
     out = []
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for sub in gb.assignment_submissions(assignment):
+        try:
+            submissions = gb.assignment_submissions(assignment)
+        except MissingEntry:
+            return []
+        for sub in submissions:
             for nb in sub.notebooks:
-                texts = verdict_texts(course / "autograded" / sub.student_id / assignment / f"{nb.name}.ipynb")
+                ex = by_notebook.get(nb.name)
+                if ex is None:
+                    continue
+                items = {ex.test_id(k): k for k in {**ex.grads, **ex.extra_tests}}
+                learner = graded_cells(course / "autograded" / sub.student_id / assignment / f"{nb.name}.ipynb")
+                release = graded_cells(course / "release" / assignment / f"{nb.name}.ipynb")
                 for g in nb.grades:
                     if g.name in items:
-                        ex, item = items[g.name]
-                        out.append(dict(student=sub.student_id, exercise=ex, item=item, test_id=g.name,
-                                        score=g.score, points=g.max_score, verdict=texts.get(g.name, "")))
+                        score, points = g.score, g.max_score
+                        out.append(dict(student=sub.student_id, exercise=ex.key, item=items[g.name], test_id=g.name,
+                                        score=score, points=points,
+                                        status=status(ex, items[g.name], score, points, learner, release),
+                                        verdict=output_text(learner.get(g.name))))
     return sorted(out, key=lambda r: (r["student"], r["test_id"]))
 
 
 def plot_missed(table, path):
-    """A bar per graded item: the share of learners who did not get its points."""
+    """A panel per exercise, a bar per graded item: the share of learners who got it wrong and
+    who did not attempt it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    missed = {}
+    counts = {}  # exercise -> item -> [learners, wrong, not attempted]
     for r in table:
-        key = f"{r['exercise']} {r['item']}"
-        n, m = missed.get(key, (0, 0))
-        missed[key] = (n + 1, m + (r["score"] < r["points"]))
-    keys = sorted(missed, key=lambda k: -missed[k][1] / missed[k][0])
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * len(keys))))
-    ax.barh(keys[::-1], [100 * missed[k][1] / missed[k][0] for k in keys[::-1]], color="firebrick")
-    ax.set_xlabel("% of learners who missed it")
-    ax.set_xlim(0, 100)
-    ax.set_title(f"Gradients missed most ({len({r['student'] for r in table})} learners)")
+        c = counts.setdefault(r["exercise"], {}).setdefault(r["item"], [0, 0, 0])
+        c[0] += 1
+        c[1] += r["status"] == WRONG
+        c[2] += r["status"] == NOT_ATTEMPTED
+    exercises = sorted(counts)
+    fig, axes = plt.subplots(len(exercises), 1, sharex=True, squeeze=False,
+                             figsize=(8, 1.2 + 0.26 * sum(len(counts[e]) + 2 for e in exercises)),
+                             gridspec_kw={"height_ratios": [len(counts[e]) + 1 for e in exercises]})
+    for ax, key in zip(axes[:, 0], exercises):
+        items = sorted(counts[key], key=lambda k: (counts[key][k][1] + counts[key][k][2]) / counts[key][k][0])
+        share = lambda i: [100 * counts[key][k][i] / counts[key][k][0] for k in items]  # noqa: E731
+        labels = [f"d{k}" if k in EXERCISES[key].grads else k for k in items]
+        ax.barh(labels, share(1), color="firebrick", label=WRONG)
+        ax.barh(labels, share(2), left=share(1), color="silver", label=NOT_ATTEMPTED)
+        ax.set_title(EXERCISES[key].notebook[:-len(".ipynb")], loc="left", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[0, 0].legend(loc="lower right", fontsize=8)
+    axes[-1, 0].set_xlabel("% of learners who did not get its points")
+    axes[-1, 0].set_xlim(0, 100)
+    fig.suptitle(f"Gradients missed ({len({r['student'] for r in table})} learners)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -67,12 +110,16 @@ def plot_missed(table, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Per-gradient class report from the gradebook.")
     p.add_argument("--course", default=".", help="the course folder (with gradebook.db)")
+    p.add_argument("--assignment", default=ASSIGNMENT, help="the assignment (default: %(default)s)")
     p.add_argument("--csv", default="gradients.csv", help="where to write the CSV (default: %(default)s)")
     p.add_argument("--plot", default="missed.png", help="where to write the plot (default: %(default)s)")
     args = p.parse_args(argv)
     if not (Path(args.course) / "gradebook.db").exists():
         p.error(f"no gradebook.db in {args.course}: run nbgrader autograde first")
-    table = rows(args.course)
+    table = rows(args.course, args.assignment)
+    if not table:
+        p.error(f"nothing to report: the gradebook has no graded submission of {args.assignment} "
+                "with the course's exercise notebooks (run nbgrader autograde, or check --assignment)")
     with open(args.csv, "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
         w.writeheader()

@@ -1,0 +1,310 @@
+"""The instructor's side, with real nbgrader runs: a course with a second assignment beside the
+course's own, the class grader (incremental, interruptible, points from nbgrader's metadata),
+its reports, and quiet, tidy output and feedback."""
+import copy
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from types import SimpleNamespace
+
+import nbformat
+import psutil
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from autograder import course, examples, grade, report
+from autograder.course import ASSIGNMENT
+from autograder.exercises import EXERCISES
+
+EX1, EX2, EX3 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3"))
+
+
+def meta(grade_id, **flags):
+    return {"nbgrader": {"grade_id": grade_id, "schema_version": 3, "grade": False, "solution": False,
+                         "locked": False, "task": False, **flags}}
+
+
+def intro_notebook(data_file):
+    """A plain nbgrader assignment whose right answer reads a data file outside the course, with
+    nbgrader's own stub (`raise NotImplementedError()`) and no hidden tests."""
+    return new_notebook(cells=[
+        new_markdown_cell("## Part A (2 points)\nReturn the number in the data file.", id="intro_task",
+                          metadata=meta("intro_task", locked=True)),
+        new_code_cell(f"def read_number():\n    ### BEGIN SOLUTION\n    return int(open({str(data_file)!r}).read())\n"
+                      "    ### END SOLUTION", id="intro_answer", metadata=meta("intro_answer", solution=True)),
+        new_code_cell('"""Is the number read right?"""\nassert read_number() == 42', id="intro_test",
+                      metadata=meta("intro_test", grade=True, locked=True, points=2)),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def submit(c, student, assignment, notebooks):
+    """Write {file name: notebook} as the learner's submission."""
+    dest = c / "submitted" / student / assignment
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks.items():
+        nbformat.write(nb, dest / name)
+
+
+def add_intro(c, data_file, stock=False):
+    """source/intro/intro.ipynb in course c, generated; with stock=True c gets a configuration
+    with nothing of the course's (stock nbgrader), for comparison."""
+    (c / "source" / "intro").mkdir(parents=True)
+    nbformat.write(intro_notebook(data_file), c / "source" / "intro" / "intro.ipynb")
+    if stock:
+        (c / "nbgrader_config.py").write_text(
+            f"c = get_config()\nc.CourseDirectory.root = {str(c)!r}\nc.CourseDirectory.course_id = 'backprop_ninja'\n")
+    course.nbgrader(c, "generate_assignment", "intro", "--force")
+    release, source = read(c / "release" / "intro" / "intro.ipynb"), read(c / "source" / "intro" / "intro.ipynb")
+    submit(c, "solutions", "intro", {"intro.ipynb": examples.solved(copy.deepcopy(release), source)})
+    submit(c, "blank", "intro", {"intro.ipynb": release})
+    return course.nbgrader(c, "autograde", "intro")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """A course with two learners of backprop_ninja (one right; one with a mistake in Exercise 1,
+    which is all they submitted), graded by `python -m autograder.grade`, and an `intro`
+    assignment beside it, graded by plain `nbgrader autograde`; and the same intro in a course
+    configured as stock nbgrader."""
+    tmp = tmp_path_factory.mktemp("instructor")
+    data_file = tmp / "outside" / "number.txt"
+    data_file.parent.mkdir()
+    data_file.write_text("42\n")
+    c = course.copy_course(tmp / "course")
+    course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
+    examples.write_submissions(c, mistakes={"missing_keepdim": examples.MISTAKES["missing_keepdim"]})
+    shutil.rmtree(c / "submitted" / "blank")  # two learners are enough here
+    assert grade.main(["--course", str(c), "--jobs", "2"]) == 0
+    log = add_intro(c, data_file)
+    (tmp / "stock").mkdir()
+    stock_log = add_intro(tmp / "stock", data_file, stock=True)
+    return SimpleNamespace(root=c, intro_log=log, stock=tmp / "stock", stock_log=stock_log)
+
+
+# --- another assignment in the same course ----------------------------------------------------
+
+def test_another_assignment_is_released_exactly_as_stock_nbgrader_releases_it(graded):
+    """Does `intro` get nbgrader's own stub, and is its release byte-identical to what a course
+    configured as stock nbgrader generates, while backprop_ninja keeps the course's stub?"""
+    ours = (graded.root / "release" / "intro" / "intro.ipynb").read_text()
+    assert "raise NotImplementedError()" in ours
+    assert ours == (graded.stock / "release" / "intro" / "intro.ipynb").read_text()
+    assert "NotImplementedError" not in (graded.root / "release" / ASSIGNMENT / EX2).read_text()
+
+
+def test_another_assignment_is_graded_as_stock_nbgrader_grades_it(graded):
+    """Is the right answer to `intro`, which reads a file outside the course (the course's
+    sandbox would hide it), given full marks, with no warning, as stock nbgrader gives it?"""
+    assert course.scores(graded.root, "intro") == course.scores(graded.stock, "intro") == {
+        "solutions": {"intro": (2, 2)}, "blank": {"intro": (0, 2)}}
+    log = graded.intro_log.stdout + graded.intro_log.stderr
+    assert "| WARNING]" not in log and "| ERROR]" not in log, log
+    ours, stock = (read(c / "autograded" / "solutions" / "intro" / "intro.ipynb") for c in (graded.root, graded.stock))
+    assert [c.get("outputs") for c in ours.cells] == [c.get("outputs") for c in stock.cells]
+
+
+def test_the_course_kernel_and_timeout_apply_to_its_own_assignment_only(graded):
+    """Does nbgrader's Execute, as the course configures it, run the course's notebooks in the
+    sandboxed kernel with the course's 120 s timeout, and another assignment's in nbgrader's own
+    kernel with nbgrader's default timeout?"""
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import Execute
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from autograder.scoped import ScopedExecute, ScopedRepairingExporter, ScopedTrustedScores
+    from autograder.trusted import SandboxedExecute, TrustedScores
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(graded.root)).load_config()
+    converter = Autograde(coursedir=CourseDirectory(config=config), config=config)
+    exporter = ScopedRepairingExporter(parent=converter, config=config)
+    ours, theirs = ({"nbgrader": {"assignment": a}} for a in (ASSIGNMENT, "intro"))
+    kernel = ScopedExecute(parent=exporter).delegate(ours)
+    assert isinstance(kernel, SandboxedExecute) and kernel.timeout == 120
+    kernel = ScopedExecute(parent=exporter).delegate(theirs)
+    assert type(kernel) is Execute and kernel.timeout == Execute.class_traits()["timeout"].default()
+    assert isinstance(ScopedTrustedScores(parent=exporter).delegate(ours), TrustedScores)
+    assert ScopedTrustedScores(parent=exporter).delegate(theirs) is None
+
+
+# --- quiet, tidy output ---------------------------------------------------------------------
+
+def test_plain_nbgrader_autograde_of_the_course_is_quiet_and_tidy(graded):
+    """Does `nbgrader autograde` of a learner print no checksum warning for the course's hidden
+    tests and no kernel banner, and leave no kernel caches beside the notebooks?"""
+    before = course.scores(graded.root)["missing_keepdim"]
+    proc = course.nbgrader(graded.root, "autograde", ASSIGNMENT, "--student", "missing_keepdim", "--force")
+    out = proc.stdout + proc.stderr
+    assert "checksum" not in out and "To connect another client" not in out and "Ctrl-C will not work" not in out
+    assert proc.stdout.strip() == ""
+    assert course.scores(graded.root)["missing_keepdim"] == before
+    assert sorted(p.name for p in (graded.root / "autograded" / "missing_keepdim" / ASSIGNMENT).iterdir()) == [EX1]
+
+
+def test_the_feedback_names_each_gradient_and_draws_its_math_offline(graded):
+    """Does each learner's feedback list its gradients by name (not "Test cell"), draw its math in
+    the page without loading MathJax from the web, and sit alone in its folder?"""
+    course.nbgrader(graded.root, "generate_feedback", ASSIGNMENT, "--force")
+    folder = graded.root / "feedback" / "solutions" / ASSIGNMENT
+    assert sorted(p.name for p in folder.iterdir()) == sorted(ex.notebook.replace(".ipynb", ".html") for ex in EXERCISES.values())
+    ex1 = (folder / EX1.replace(".ipynb", ".html")).read_text()
+    toc = re.findall(r'<li><a href="#(test_\w+)">([^<]*)</a>', ex1)
+    assert len(toc) == 26 and ("test_ex1_dlogprobs", "dlogprobs") in toc and ("test_ex1_dC", "dC") in toc
+    ex3 = (folder / EX3.replace(".ipynb", ".html")).read_text()
+    assert len(re.findall(r'<img [^>]*class="math"', ex3)) >= 10 and "$$" not in ex3
+    assert not re.search(r"<script[^>]*src=[^>]*mathjax", ex3, re.I) and "cdnjs" not in ex3
+    # another assignment's feedback stays nbgrader's own
+    course.nbgrader(graded.root, "generate_feedback", "intro", "--force")
+    intro = (graded.root / "feedback" / "solutions" / "intro" / "intro.html").read_text()
+    assert ">Test cell</a>" in intro and "mathjax" in intro.lower()
+
+
+# --- the class grader ---------------------------------------------------------------------------
+
+def test_a_rerun_grades_only_new_or_changed_submissions(graded, capsys):
+    """Does a second run grade nobody, and a run after one learner resubmitted grade that
+    learner only, with the new submission's score?"""
+    assert grade.main(["--course", str(graded.root), "--jobs", "2"]) == 0
+    assert "2 of 2 learners graded already" in capsys.readouterr().out
+    fixed = read(graded.root / "submitted" / "solutions" / ASSIGNMENT / EX1)
+    nbformat.write(fixed, graded.root / "submitted" / "missing_keepdim" / ASSIGNMENT / EX1)
+    assert grade.main(["--course", str(graded.root), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 learners graded already" in out and "graded 1 of 1 learners" in out
+    assert course.scores(graded.root)["missing_keepdim"][EX1[:-6]] == (26, 26)
+
+
+def test_scores_only_gives_a_total_per_learner(graded, tmp_path):
+    """Does scores.csv end each learner's rows with their total, equal to the gradebook's?"""
+    assert grade.main(["--course", str(graded.root), "--scores-only", "--jobs", "2", "--csv", str(tmp_path / "s.csv")]) == 0
+    totals = {r["student"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "s.csv")) if r["item"] == "total"}
+    assert totals == {s: sum(v for v, _ in nbs.values()) for s, nbs in course.scores(graded.root).items()}
+
+
+def test_the_report_separates_wrong_from_not_attempted_and_names_gradients(graded, tmp_path, monkeypatch):
+    """Does the per-gradient report mark a blank exercise "not attempted" and a wrong answer
+    "wrong", and label the plot's bars as gradients (`dC`), exercise by exercise?"""
+    table = {(r["student"], r["exercise"], r["item"]): r["status"] for r in report.rows(graded.root)}
+    assert table[("solutions", "ex1", "C")] == "right"
+    figures = []
+    from matplotlib.figure import Figure
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    report.main(["--course", str(graded.root), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png")])
+    rows = list(csv.DictReader(open(tmp_path / "g.csv")))
+    assert {r["status"] for r in rows} <= {"right", "wrong", "not attempted"}
+    labels = [t.get_text() for ax in figures[0].axes for t in ax.get_yticklabels()]
+    assert "dC" in labels and "dcounts_sum_inv" in labels and not any(" " in label for label in labels)
+    assert [ax.get_title(loc="left") for ax in figures[0].axes] == [ex.notebook[:-6] for ex in EXERCISES.values()]
+
+
+def test_the_report_says_when_there_is_nothing_to_report(graded, tmp_path, capsys):
+    """Does the report stop with an error, and write no file, for an assignment with nothing of the
+    course's to report?"""
+    for assignment in ("hw4", "intro"):
+        with pytest.raises(SystemExit) as stopped:
+            report.main(["--course", str(graded.root), "--assignment", assignment, "--csv", str(tmp_path / "g.csv")])
+        assert stopped.value.code == 2 and "nothing to report" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_a_misspelled_assignment_is_an_error(graded, capsys):
+    with pytest.raises(SystemExit):
+        grade.main(["--course", str(graded.root), "--assignment", "hw4", "--scores-only"])
+    assert "no submissions of hw4" in capsys.readouterr().err
+
+
+def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
+    """In a course that calls the assignment hw4 and gives Exercise 3's test cell 6 points in its
+    source, do `--scores-only` and the gradebook agree on every learner's score?"""
+    c = tmp_path / "course"
+    c.mkdir()
+    (c / "source").mkdir()
+    shutil.copytree(course.ROOT / "source" / ASSIGNMENT, c / "source" / "hw4")
+    (c / "nbgrader_config.py").write_text((course.ROOT / "nbgrader_config.py").read_text())
+    nb = read(c / "source" / "hw4" / EX3)
+    next(x for x in nb.cells if x.metadata.get("nbgrader", {}).get("grade_id") == "test_ex3_dhprebn").metadata.nbgrader["points"] = 6
+    nbformat.write(nb, c / "source" / "hw4" / EX3)
+    course.nbgrader(c, "generate_assignment", "hw4", "--force")
+    release = read(c / "release" / "hw4" / EX3)
+    submit(c, "right", "hw4", {EX3: examples.solved(copy.deepcopy(release), nb)})
+    submit(c, "blank", "hw4", {EX3: release})
+    assert grade.main(["--course", str(c), "--assignment", "hw4", "--jobs", "2"]) == 0
+    assert grade.main(["--course", str(c), "--assignment", "hw4", "--scores-only", "--csv", str(c / "s.csv")]) == 0
+    gradebook = course.scores(c, "hw4")
+    assert gradebook["right"][EX3[:-6]] == (6, 6) and gradebook["blank"][EX3[:-6]] == (0, 6)
+    rows = list(csv.DictReader(open(c / "s.csv")))
+    ex3 = {r["student"]: (float(r["score"]), float(r["points"])) for r in rows if r["item"] == "hprebn"}
+    total = {r["student"]: (float(r["score"]), float(r["points"])) for r in rows if r["item"] == "total"}
+    assert ex3 == {"right": (6, 6), "blank": (0, 6)}
+    assert total == {s: (sum(v for v, _ in nbs.values()), sum(m for _, m in nbs.values())) for s, nbs in gradebook.items()}
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------
+
+def cmdline(p):
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
+
+
+SLOW = 'import os, time\nif os.path.exists("slow.flag"):  # copied beside the notebook while grading\n    time.sleep(600)\n'
+
+
+def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again(tmp_path):
+    """Does a real Ctrl-C (SIGINT to the command's process group) stop the run with its workers
+    and their kernels within seconds, say who was graded and who was not, and leave the
+    learners it stopped to be graded by plain `nbgrader autograde` next time?"""
+    c = course.copy_course(tmp_path / "course")
+    course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
+    right = examples.solved(read(c / "release" / ASSIGNMENT / EX2), read(c / "source" / ASSIGNMENT / EX2))
+    slow = copy.deepcopy(right)
+    answer = next(x for x in slow.cells if x.metadata.get("nbgrader", {}).get("grade_id") == "ex2_dlogits")
+    answer.source = SLOW + answer.source
+    for student, nb in [("a_quick", right), ("b_slow", slow), ("c_slow", slow)]:
+        submit(c, student, ASSIGNMENT, {EX2: nb})
+        if nb is slow:
+            (c / "submitted" / student / ASSIGNMENT / "slow.flag").write_text("")
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.grade", "--course", str(c), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # its own process group, as a terminal's job
+    state = lambda s: (grade.marker(c, s, ASSIGNMENT).read_text()  # noqa: E731
+                       if grade.marker(c, s, ASSIGNMENT).exists() else "")
+    kernels = []
+    deadline = time.time() + 240
+    while not (len(state("a_quick")) == 64 and state("c_slow") == grade.GRADING and len(kernels) == 2):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timed out"
+        time.sleep(0.5)
+        kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if cmdline(p).split(" ")[0] == sys.executable and "ipykernel_launcher" in cmdline(p)]
+    time.sleep(2)  # both slow learners' kernels are asleep in their answer cell
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    start = time.time()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    print(out.replace("\r", "\n"))  # shown with -s, or when the test fails
+    assert time.time() - start < 10, out
+    assert proc.returncode == 130, out
+    assert "interrupted: graded 1 of 3 learners (a_quick); not graded: b_slow, c_slow." in out
+    assert "<?" not in out, "the progress bar shows an ETA from the start"
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "workers or kernels outlived the run"
+    assert not (c / "autograded" / "b_slow" / ASSIGNMENT).exists() and set(course.scores(c)) == {"a_quick"}
+    graded = grade.in_gradebook(c, ASSIGNMENT)
+    assert [s for s in ("a_quick", "b_slow", "c_slow") if grade.up_to_date(c, s, ASSIGNMENT, graded)] == ["a_quick"]
+    for student in ("b_slow", "c_slow"):
+        (c / "submitted" / student / ASSIGNMENT / "slow.flag").unlink()
+    log = course.nbgrader(c, "autograde", ASSIGNMENT)
+    assert not re.search(r"Skipping existing assignment: \S*(b_slow|c_slow)", log.stderr)
+    scores = course.scores(c)
+    assert {s: scores[s][EX2[:-6]] for s in scores} == {"a_quick": (4, 4), "b_slow": (4, 4), "c_slow": (4, 4)}
