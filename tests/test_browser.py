@@ -481,8 +481,9 @@ def test_a_learner_works_through_exercise_2_in_jupyterlab(jupyterlab, browser, a
         dialog = d.find_element(By.CSS_SELECTOR, ".jp-Dialog")
         verdict = dialog.text
         layout["validate_dialog"] = verdict
-        # the wrong answer is still in place: Validate fails on dlogits, with the cmp row
-        assert "fail" in verdict.lower() and "dlogits does not match" in verdict, verdict
+        # the wrong answer is still in place: Validate fails on dlogits, in one line with the mistake
+        assert "fail" in verdict.lower() and "dlogits: wrong: off by a constant factor of n" in verdict, verdict
+        assert "Traceback" not in verdict, verdict
         nb.screenshot("4-validate.png")
         dialog.find_elements(By.CSS_SELECTOR, ".jp-Dialog-footer button")[-1].click()
         nb.wait(15, lambda: not d.find_elements(By.CSS_SELECTOR, ".jp-Dialog"))
