@@ -121,6 +121,9 @@ def _start_worker(root, one_thread, nbgrader_api):
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     if one_thread:  # the kernels this worker starts: one thread each, two workers share two cores
         os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+    torch.set_num_threads(1)  # the grader's own tensors are tiny; spinning threads would take
+    # the cores the sandboxed children need
     if not nbgrader_api:
         return
     from nbgrader.apps import NbGraderAPI
