@@ -5,50 +5,15 @@ file descriptor IN, replays them (replay.py), and reports every answer over OUT 
 is recorded; the grader answers each report with the value to put in the namespace from then
 on. It holds no reference gradient, no hidden case's definition and no gradient code: the
 true value of a gradient reaches it only after the learner's answer for it has gone out.
-Messages are an 8-byte length and a torch.save payload (read back with weights_only=True).
+The messages are wire.py's.
 """
-import io
 import os
 import resource
-import struct
 import sys
 
 import torch
 
-
-def send(fd, message):
-    buf = io.BytesIO()
-    torch.save(message, buf)
-    data = buf.getvalue()
-    os.write(fd, struct.pack(">Q", len(data)))
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def receive(fd, limit=2**31):
-    """One message from fd, or None at end of file."""
-    head = _read(fd, 8)
-    if head is None:
-        return None
-    (size,) = struct.unpack(">Q", head)
-    if size > limit:
-        raise ValueError(f"message of {size} bytes")
-    body = _read(fd, size)
-    if body is None:
-        raise EOFError("message cut short")
-    return torch.load(io.BytesIO(body), weights_only=True)
-
-
-def _read(fd, size):
-    chunks, got = [], 0
-    while got < size:
-        chunk = os.read(fd, min(size - got, 1 << 20))
-        if not chunk:
-            return None if got == 0 else b"".join(chunks)
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+from .wire import receive, send
 
 
 def harden():

@@ -4,7 +4,6 @@ The forward pass is a list of operations, one intermediate each, so that the gra
 differentiate any single step on its own (see `local_grad`).
 """
 import torch
-import torch.nn.functional as F
 
 from .data import BLOCK_SIZE, vocab_size
 from .forward import BN_EPS, forward_ex4  # noqa: F401 (Exercise 4's forward pass)

@@ -10,11 +10,9 @@ writable scratch folder.
 import itertools
 import os
 import resource
-import select
 import shutil
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import sysconfig
@@ -23,13 +21,12 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
 try:
     from jupyter_client.manager import AsyncKernelManager  # the instructor's install
 except ImportError:  # a learner's install: no kernels to sandbox here
     AsyncKernelManager = object
 
-from . import data
+from . import data, wire
 
 PACKAGE = Path(__file__).resolve().parent
 # Limits per learner process, in one place. `processes` counts threads too, per sandbox user.
@@ -148,9 +145,9 @@ def run_many(jobs, collectors):
         deadline = time.monotonic() + LIMITS["wall_seconds"]
         results, ended, failure = {}, False, None
         try:
-            _send(to_child, {"jobs": jobs, "statement_seconds": LIMITS["statement_seconds"]}, deadline)
+            wire.send(to_child, {"jobs": jobs, "statement_seconds": LIMITS["statement_seconds"]}, deadline)
             while not ended:
-                msg = _receive(from_child, deadline)
+                msg = wire.receive(from_child, deadline, MAX_MESSAGE)
                 if msg is None:
                     break
                 op, ex = msg.get("op"), msg.get("exercise")
@@ -159,7 +156,7 @@ def run_many(jobs, collectors):
                     if not all(isinstance(f, str) and len(f) < 100 for f in fields):
                         raise ValueError("a malformed answer")
                     reply = collectors[ex].give(*fields, msg.get("value"))
-                    _send(to_child, {"value": reply}, deadline)
+                    wire.send(to_child, {"value": reply}, deadline)
                 elif op == "done" and ex in jobs and isinstance(msg.get("errors"), dict):
                     results[ex] = {str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]}
                 elif op == "end":
@@ -197,48 +194,6 @@ def run_many(jobs, collectors):
                    -signal.SIGSEGV: "crashed"}.get(code, f"exited with code {code}")
             failure = f"the process running your code {why}" + (f": {tail[-1][:200]}" if tail else "")
         raise SandboxError(failure)
-
-
-def _send(fd, message, deadline):
-    import io
-    buf = io.BytesIO()
-    torch.save(message, buf)
-    data = memoryview(struct.pack(">Q", len(buf.getvalue())) + buf.getvalue())
-    while data:
-        if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
-            raise TimeoutError
-        data = data[os.write(fd, data):]
-
-
-def _receive(fd, deadline):
-    """One message from the child (a dict), None at end of file."""
-    import io
-    head = _read(fd, 8, deadline)
-    if not head:
-        return None
-    (size,) = struct.unpack(">Q", head)
-    if size > MAX_MESSAGE:
-        raise ValueError(f"a message of {size} bytes")
-    body = _read(fd, size, deadline)
-    if len(body) < size:
-        raise EOFError("a message cut short")
-    msg = torch.load(io.BytesIO(body), weights_only=True)
-    if not isinstance(msg, dict):
-        raise ValueError("a message that is not a dict")
-    return msg
-
-
-def _read(fd, size, deadline):
-    chunks, got = [], 0
-    while got < size:
-        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            raise TimeoutError
-        chunk = os.read(fd, min(size - got, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 class SandboxedKernelManager(AsyncKernelManager):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import data, model
-from .compare import accepted_shape, compare
+from .compare import compare
 from .diagnose import diagnose
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .statements import forbidden, split
@@ -268,7 +268,3 @@ def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     collector = Collector(exercise, cases, setting)
     errors = replay.run_job(build_job(exercise, statements(sources, banned), cases, setting), collector.give)
     return score(exercise, collector, errors)
-
-
-__all__ = ["Verdict", "Case", "Collector", "make_cases", "build_job", "statements", "score", "grade",
-           "accepted_shape"]

@@ -18,7 +18,6 @@ from . import sandbox, score
 from .exercises import EXERCISES, PRACTICE, course_setting
 from .hidden import answer_sources
 from .repair import read_any, rebuild
-from .statements import forbidden
 
 def trusted_verdicts(exercise, sources, setting=PRACTICE):
     """{name: Verdict} for answer sources [(cell_id, source)], judged outside the learner's kernel."""
