@@ -93,10 +93,11 @@ def run_statements(statements, ns, answered=(), give=None):
             last[name] = i
     answers, errors, other, given, unrun = {}, {}, [], {}, {}
 
+    written = {n for st in statements for n in st.writes} - set(answered)
+
     def record(name):
         if name not in last:
-            written = {n for st in statements for n in st.writes}
-            close = difflib.get_close_matches(name, written - set(answered), n=1, cutoff=0.8)
+            close = difflib.get_close_matches(name, written, n=1, cutoff=0.8)
             errors.setdefault(name, f"no line of yours assigns {name}" + (
                 f" (you wrote {close[0]}: a typo?)" if close else ""))
         v = ns.get(name)

@@ -12,7 +12,6 @@ import html
 import io
 import os
 import re
-import shutil
 import subprocess
 
 from nbclient.util import run_sync
@@ -26,8 +25,6 @@ from .exercises import EXERCISES
 from .repair import RepairingExporter
 from .trusted import SandboxedExecute
 
-# What the kernel leaves in the notebook's folder, its HOME: IPython's and matplotlib's caches.
-KERNEL_LEFTOVERS = {".cache", ".ipython", ".mpl", ".local", ".config", ".jupyter"}
 
 
 def coursedir_of(obj):
@@ -71,7 +68,8 @@ class CourseOnly(NbGraderPreprocessor):
 
 class CourseExecute(SandboxedExecute):
     """The course's kernel: sandboxed (autograder.trusted), its timeout set for SandboxedExecute in
-    nbgrader_config.py, its start-up banner discarded, and its caches removed afterwards."""
+    nbgrader_config.py, its start-up banner discarded. It works in a private copy of the folder
+    (sandbox.SandboxedKernelManager), so its caches never reach autograded/ or feedback/."""
 
     async def async_start_new_kernel(self, **kwargs):
         # the sandboxed kernel has no parent process to report to, so ipykernel prints a
@@ -80,15 +78,6 @@ class CourseExecute(SandboxedExecute):
         return await super().async_start_new_kernel(**kwargs)
 
     start_new_kernel = run_sync(async_start_new_kernel)  # what nbconvert's preprocess calls
-
-    def preprocess(self, nb, resources=None, km=None):
-        folder = (resources or {}).get("metadata", {}).get("path") or os.getcwd()
-        before = set(os.listdir(folder))
-        try:
-            return super().preprocess(nb, resources, km)
-        finally:
-            for name in (set(os.listdir(folder)) - before) & KERNEL_LEFTOVERS:
-                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 class ScopedExecute(CourseOnly):
