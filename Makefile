@@ -5,7 +5,16 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test data lab venv-python
+.PHONY: demo test data lab venv-python need-bwrap-demo need-bwrap-test
+
+# Grading runs learner code under bubblewrap: say so at once, in one line, before the long
+# install. The demo grades only the course's own examples, so it may opt out; the tests of
+# the sandbox cannot.
+BWRAP := $(shell command -v bwrap)
+need-bwrap-demo:
+	$(if $(BWRAP)$(BACKPROP_NINJA_UNSANDBOXED),,$(error make demo grades with bubblewrap, which is not installed: sudo apt-get install bubblewrap (or BACKPROP_NINJA_UNSANDBOXED=1 make demo to grade the demo's own examples without a sandbox)))
+need-bwrap-test:
+	$(if $(BWRAP),,$(error make test checks the grading sandbox, which needs bubblewrap: sudo apt-get install bubblewrap (and chromium chromium-driver for the browser test)))
 
 # A .venv made by another Python (say after a try with 3.12) fails the same way every time:
 # say so, and how to fix it, before anything uses it.
@@ -15,7 +24,9 @@ venv-python:
 		exit 1; fi
 
 $(VENV)/installed: pyproject.toml | venv-python
+	@command -v $(PYTHON) >/dev/null || test -x $(PY) || { echo "error: $(PYTHON) is not on PATH: install Python 3.11, or PYTHON=/path/to/python3.11 make ..." >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the course and its tools into $(VENV): about 1.4 GB (torch is most of it), 3 minutes or more on a first run ..."
 	$(PY) -m pip install --quiet -e ".[instructor,test]"  # everything, for development
 	$(PY) -c "import matplotlib.pyplot"  # builds the font cache now, not on stderr in a notebook
 	touch $@
@@ -23,13 +34,13 @@ $(VENV)/installed: pyproject.toml | venv-python
 data: $(VENV)/installed | venv-python
 	$(PY) -m autograder.data
 
-demo: data
+demo: need-bwrap-demo data
 	$(PY) -m autograder.demo
 
 # nbval and the numeric unit tests under every CPU kernel path torch can take here (default,
 # avx2, avx512) at 1 and 2 threads, two settings at a time: float32 results differ in their
 # last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite.
-test: data
+test: need-bwrap-test data
 	$(PY) tools/cpu_matrix.py
 	$(PY) -m pytest tests
 

@@ -33,6 +33,10 @@ def course_root(given=None):
     return None
 
 
+class StageFailed(RuntimeError):
+    """A stage of the demo failed: the demo stops there, with this message."""
+
+
 def stage(number, text):
     print(f"\n[{number}/4] {text}", flush=True)
 
@@ -91,6 +95,8 @@ def run_grading(root, build):
     os.environ.update(course.grading_env())  # for the kernels of the grading workers
     start = time.time()
     failed = grade.main(["--course", str(c)])
+    if failed:
+        raise StageFailed(f"grading the examples failed (python -m autograder.grade exited {failed}): see above")
     print(f"      done in {time.time() - start:.0f} s\n")
     print(course.score_table(course.scores(c), course.submitted(c)))
     print("\nEvery lost point, with the verdict the learner's feedback gives:")
@@ -104,7 +110,6 @@ def run_grading(root, build):
             if page.parts[-3] == student:
                 print(f"      for example {page}")
                 break
-    return failed
 
 
 def main(argv=None):
@@ -135,14 +140,26 @@ def main(argv=None):
     if missing:
         p.error(f"{' and '.join(missing)} not installed: the demo needs the course's instructor "
                 "extra, pip install -e '.[instructor]' in a clone of the course (or make demo).")
+    if not args.skip_grading:
+        from .sandbox import bwrap_missing
+        missing = bwrap_missing()
+        if missing:  # before the long first stage, not after it
+            print(f"error: the demo cannot grade: {missing}", file=sys.stderr)
+            return 2
     build = root / "build"
     print(f"The course's repository: {root}; output in {build}")
-    failed = 0
-    if not args.skip_reference:
-        run_reference(root, build)
-    if not args.skip_grading:
-        failed = run_grading(root, build)
-    return failed
+    try:
+        if not args.skip_reference:
+            run_reference(root, build)
+        if not args.skip_grading:
+            run_grading(root, build)
+    except (StageFailed, RuntimeError) as e:  # course.nbgrader's failures are RuntimeErrors
+        print(f"error: the demo stopped: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # nbclient's CellExecutionError and the like: which stage, and why
+        print(f"error: the demo stopped: {type(e).__name__}: {str(e)[-1500:]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -44,6 +44,14 @@ class SandboxError(RuntimeError):
     """The learner's process failed as a whole (timeout, crash, memory): no tensors came back."""
 
 
+def bwrap_missing():
+    """'' if bubblewrap is installed (or BACKPROP_NINJA_UNSANDBOXED is set), else what to do."""
+    if shutil.which("bwrap") or os.environ.get("BACKPROP_NINJA_UNSANDBOXED"):
+        return ""
+    return ("bubblewrap (bwrap) is not installed: apt-get install bubblewrap (or, on a machine "
+            "without it, set BACKPROP_NINJA_UNSANDBOXED=1 to grade without a sandbox)")
+
+
 def sandbox_uid():
     """A user id of its own for each sandboxed process (none of the machine's users): its
     process limit then binds, even where the grader runs as root."""

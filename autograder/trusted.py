@@ -80,11 +80,9 @@ class GraderBroken(RuntimeError):
 def preflight(setting=PRACTICE):
     """'' if a known answer goes through the sandbox and comes back as a tensor on every case,
     else what is broken (bubblewrap missing or failing, the package not importable, ...)."""
-    import shutil
     import torch
-    if not shutil.which("bwrap") and not os.environ.get("BACKPROP_NINJA_UNSANDBOXED"):
-        return ("bubblewrap (bwrap) is not installed: apt-get install bubblewrap (or, on a machine "
-                "without it, set BACKPROP_NINJA_UNSANDBOXED=1 to grade without a sandbox)")
+    if sandbox.bwrap_missing():
+        return sandbox.bwrap_missing()
     cases = score.make_cases("ex2", setting)
     collector = score.Collector("ex2", cases, setting)
     job = score.build_job("ex2", score.statements([("ex2_dlogits", "dlogits = torch.ones_like(logits)")]), cases, setting)

@@ -119,3 +119,47 @@ def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
         "blank": [["ex1", ["dlogprobs", "dprobs"], 2, "not defined"]],
         "one_mistake": [["ex1", ["dlogprobs"], 1, "does not match on the notebook's batch: off by a constant factor of n"]]}
     assert "  ex1 dlogprobs: -1: does not match" in course.lost_points_table(tmp_path)
+
+
+def test_without_bubblewrap_the_demo_stops_at_once_with_one_line(tmp_path):
+    """On a machine without bubblewrap, does the demo stop before its long first stage, with one
+    line saying what to install (and how to opt out), and a non-zero exit?"""
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no bwrap on this PATH
+    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(ROOT)], cwd=ROOT,
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.count("\n") == 1 and "apt-get install bubblewrap" in run.stderr
+    assert "BACKPROP_NINJA_UNSANDBOXED=1" in run.stderr
+
+
+def test_without_bubblewrap_make_stops_before_installing_anything(tmp_path):
+    """`make demo` and `make test` check for bubblewrap before the venv and its 1.4 GB: one line."""
+    make = subprocess.run(["which", "make"], capture_output=True, text=True).stdout.strip()
+    for target, opt_out in [("demo", True), ("test", False)]:
+        run = subprocess.run([make, "-n", target], cwd=ROOT, capture_output=True, text=True,
+                             env={"PATH": f"{tmp_path}:/nonexistent", "HOME": str(tmp_path)}, timeout=30)
+        assert run.returncode != 0 and run.stdout == ""
+        assert run.stderr.count("\n") == 1 and "apt-get install bubblewrap" in run.stderr, run.stderr
+        assert ("BACKPROP_NINJA_UNSANDBOXED=1" in run.stderr) == opt_out
+
+
+def test_a_failed_stage_stops_the_demo_with_a_message(monkeypatch, capsys):
+    """A stage that fails stops the demo there (no feedback stage, no traceback), exit 1."""
+    from autograder import grade
+    monkeypatch.setenv("BACKPROP_NINJA_UNSANDBOXED", "1")
+    monkeypatch.setattr(demo, "run_reference", lambda root, build: None)
+    monkeypatch.setattr(course, "copy_course", lambda c, root: None)
+    monkeypatch.setattr(course, "nbgrader", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("nbgrader generate_assignment backprop_ninja --force failed:\nno course")))
+    assert demo.main([]) == 1
+    out, err = capsys.readouterr()
+    assert "[4/4]" not in out
+    assert err.startswith("error: the demo stopped: nbgrader generate_assignment") and "Traceback" not in err
+    monkeypatch.setattr(course, "nbgrader", lambda *a, **k: None)
+    from autograder import examples
+    monkeypatch.setattr(examples, "write_submissions", lambda c: ["solutions"])
+    monkeypatch.setattr(grade, "main", lambda argv: 2)
+    assert demo.main([]) == 1
+    out, err = capsys.readouterr()
+    assert "[3/4]" in out and "[4/4]" not in out and "grading the examples failed" in err

@@ -5,10 +5,13 @@ this machine, at 1 and at 2 threads: nbval over notebooks/ and the numeric unit 
 
 float32 results differ in the last digits between kernel paths (AVX2, AVX-512, none) and
 between thread counts; what the notebooks store and the tests assert must not. torch picks
-its path from the CPU, or from ATEN_CPU_CAPABILITY, which can only lower it: so one machine
-with AVX-512 checks all three x86 paths. The settings run N at a time (default: one per core),
-each in its own pytest process; a failing setting's output is printed in full. Exit status 1
-if any setting failed.
+its path from the CPU; ATEN_CPU_CAPABILITY makes it take another, and torch obeys even a
+path the CPU cannot execute (then dies of an illegal instruction), so its echo of a forced
+value proves nothing. The matrix runs the path torch picks unforced and every lower one
+(x86-64: avx512 > avx2 > default; arm64: sve256 > default), each only where the CPU's own
+flags (/proc/cpuinfo) have what it needs, and prints the paths it skipped and why. The
+settings run N at a time (default: one per core), each in its own pytest process; a failing
+setting's output is printed in full. Exit status 1 if any setting failed.
 """
 import argparse
 import os
@@ -19,24 +22,56 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Every path torch 2.13 can dispatch to: x86-64 (default, avx2, avx512) and arm64 (default, sve256).
-CANDIDATES = ["default", "avx2", "avx512", "sve256"]
+# The kernel paths of torch (2.0 to 2.13), lowest first, per architecture, and the CPU flags
+# (as /proc/cpuinfo names them) each needs, as ATen's own dispatch checks them.
+LADDERS = {"x86": ["default", "avx2", "avx512"], "arm": ["default", "sve256"]}
+NEEDS = {"default": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"},
+         "sve256": {"sve"}}
 THREADS = [1, 2]
 NBVAL = ["--nbval", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks"]
 UNIT_TESTS = ["tests/test_compare.py", "tests/test_model.py", "tests/test_scoring.py", "tests/test_fairness.py"]
 
 
-def capabilities():
-    """The kernel paths this CPU supports: those torch reports back when asked for them."""
+def unforced_capability():
+    """The path torch picks on this CPU by itself (ATEN_CPU_CAPABILITY unset), lower case."""
     probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().lower()
 
-    def reported(cap):
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap}
-        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
-        return out.stdout.strip().lower()
 
-    with ThreadPoolExecutor(len(CANDIDATES)) as pool:
-        return [c for c, r in zip(CANDIDATES, pool.map(reported, CANDIDATES)) if r == c]
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU's feature flags (x86 `flags`, arm64 `Features`), or None where they cannot be read."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    found = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            found |= set(value.split())
+    return found
+
+
+def capabilities(unforced, flags):
+    """([paths to run], [(path, why it is skipped)]): `unforced` (the path torch picks by
+    itself) and every lower path of its architecture, each only if the CPU's flags have what
+    it needs (flags None: unknown, trust torch's own pick); every higher path is skipped."""
+    ladder = next((lad for lad in LADDERS.values() if unforced in lad), None)
+    if ladder is None:  # a path this script does not know: run only that one
+        return [unforced], []
+    run, skipped = [], []
+    for cap in ladder:
+        if ladder.index(cap) > ladder.index(unforced):
+            skipped.append((cap, f"above {unforced}, the path torch picks on this CPU by itself"))
+        elif flags is not None and not NEEDS[cap] <= flags:
+            skipped.append((cap, f"the CPU lacks {', '.join(sorted(NEEDS[cap] - flags))}"))
+        else:
+            run.append(cap)
+    others = [(cap, "another architecture") for lad in LADDERS.values() if lad is not ladder for cap in lad
+              if cap not in ladder]
+    return run, skipped + others
 
 
 def run(setting):
@@ -53,7 +88,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="settings run at once")
     args = parser.parse_args(argv)
-    caps = capabilities()
+    caps, skipped = capabilities(unforced_capability(), cpu_flags())
+    for cap, why in skipped:
+        print(f"skipped ATEN_CPU_CAPABILITY={cap}: {why}", flush=True)
     settings = [(cap, threads) for cap in caps for threads in THREADS]
     print(f"nbval and the numeric unit tests under {len(settings)} settings: "
           f"ATEN_CPU_CAPABILITY in {caps} x OMP_NUM_THREADS in {THREADS}", flush=True)

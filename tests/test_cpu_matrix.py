@@ -1,0 +1,54 @@
+"""tools/cpu_matrix.py runs exactly the kernel paths the CPU can execute: the one torch picks by
+itself and every lower one, each only where the CPU's flags have what it needs."""
+import cpu_matrix  # tools/, on sys.path through conftest
+
+AVX2 = {"sse4_2", "avx", "avx2", "fma", "f16c"}
+AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}
+
+
+def test_a_cpu_without_avx512_runs_default_and_avx2_only():
+    run, skipped = cpu_matrix.capabilities("avx2", AVX2)
+    assert run == ["default", "avx2"]
+    assert dict(skipped)["avx512"].startswith("above avx2")
+    assert "sve256" in dict(skipped)
+
+
+def test_a_cpu_with_avx512_runs_all_three_x86_paths():
+    run, skipped = cpu_matrix.capabilities("avx512", AVX512)
+    assert run == ["default", "avx2", "avx512"]
+    assert [cap for cap, _ in skipped] == ["sve256"]
+
+
+def test_a_path_is_skipped_when_the_flags_lack_what_it_needs_even_if_torch_picked_it():
+    run, skipped = cpu_matrix.capabilities("avx512", AVX2 | {"avx512f"})
+    assert run == ["default", "avx2"]
+    assert "avx512bw" in dict(skipped)["avx512"]
+
+
+def test_a_cpu_with_no_vector_path_runs_default_alone():
+    run, _ = cpu_matrix.capabilities("default", {"sse2"})
+    assert run == ["default"]
+
+
+def test_arm64_runs_sve256_only_with_sve():
+    assert cpu_matrix.capabilities("sve256", {"fp", "asimd", "sve"})[0] == ["default", "sve256"]
+    assert cpu_matrix.capabilities("default", {"fp", "asimd"})[0] == ["default"]
+
+
+def test_unknown_flags_trust_torchs_own_pick():
+    assert cpu_matrix.capabilities("avx2", None)[0] == ["default", "avx2"]
+
+
+def test_the_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx avx2 fma\n")
+    assert cpu_matrix.cpu_flags(info) == {"fpu", "avx", "avx2", "fma"}
+    assert cpu_matrix.cpu_flags(tmp_path / "missing") is None
+
+
+def test_this_machine_runs_the_path_torch_picks_unforced(monkeypatch):
+    """Even with ATEN_CPU_CAPABILITY forced in the environment, the probe reads torch's own pick."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    unforced = cpu_matrix.unforced_capability()
+    run, _ = cpu_matrix.capabilities(unforced, cpu_matrix.cpu_flags())
+    assert run[-1] == unforced
