@@ -1,7 +1,7 @@
 """nbgrader configuration: the course is rooted here; its assignment is backprop_ninja.
 
 The course's pieces below apply to its own assignment only (the one whose folder holds the
-exercise notebooks; autograder/scoped.py decides): any other assignment of this course is
+exercise notebooks; autograder/grader/scoped.py decides): any other assignment of this course is
 generated and graded exactly as stock nbgrader does it.
 """
 import os
@@ -24,23 +24,23 @@ def swap(converter, trait, old, *new):
 # report a missing gradient), so no `raise NotImplementedError()` in the course's stub.
 c.CourseClearSolutions.code_stub = {"python": "# YOUR CODE HERE\n"}
 c.GenerateAssignment.preprocessors = swap(GenerateAssignment, "preprocessors", ClearSolutions,
-                                          "autograder.scoped.ScopedClearSolutions")
+                                          "autograder.grader.scoped.ScopedClearSolutions")
 
 # Grading replays each answer on hidden inputs; Exercise 4 also trains briefly.
 c.SandboxedExecute.timeout = 120
 
 # The score that counts is computed outside the learner's kernel: nbgrader runs the notebook
 # in a sandboxed kernel, then TrustedScores replays the answers in a sandboxed process and
-# rewrites each graded cell's result (see autograder/trusted.py). The rest is nbgrader's list.
+# rewrites each graded cell's result (see autograder/grader/trusted.py). The rest is nbgrader's list.
 os.environ["BACKPROP_NINJA_TRUSTED"] = "1"  # the in-kernel tests leave scoring to TrustedScores
 c.Autograde.autograde_preprocessors = swap(Autograde, "autograde_preprocessors", Execute,
-                                           "autograder.scoped.ScopedExecute",
-                                           "autograder.scoped.ScopedTrustedScores")
+                                           "autograder.grader.scoped.ScopedExecute",
+                                           "autograder.grader.scoped.ScopedTrustedScores")
 
-# Submissions are read robustly and rebuilt on the release notebook (autograder/repair.py),
+# Submissions are read robustly and rebuilt on the release notebook (autograder/grader/repair.py),
 # so a broken file, deleted or duplicated cells or changed metadata cost that learner only
 # what they deserve, never the rest of the class.
-c.Autograde.exporter_class = "autograder.scoped.ScopedRepairingExporter"
+c.Autograde.exporter_class = "autograder.grader.scoped.ScopedRepairingExporter"
 
 # Feedback that names each gradient and draws its math in the page (no MathJax from the web).
-c.GenerateFeedback.exporter_class = "autograder.scoped.FeedbackExporter"
+c.GenerateFeedback.exporter_class = "autograder.grader.scoped.FeedbackExporter"

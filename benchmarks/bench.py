@@ -23,7 +23,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from autograder import model  # noqa: E402
-from autograder.examples import solution_sources  # noqa: E402
+from autograder.grader.examples import solution_sources  # noqa: E402
 from autograder.exercises import training_set  # noqa: E402
 
 rows = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder import course, examples
+from autograder.grader import course, examples
 from autograder.exercises import EXERCISES
 
 BUILD = course.ROOT / "build" / "bench"
@@ -53,7 +53,7 @@ def make_class(root, n):
 class PeakMemory:
     """Samples /proc while grading runs: the peak resident memory (VmHWM) of every process
     below this one, by kind. Sandboxed processes are invisible to getrusage, not to /proc."""
-    KINDS = [("kernel", "ipykernel"), ("replay", "autograder.child"), ("worker", "multiprocessing"),
+    KINDS = [("kernel", "ipykernel"), ("replay", "autograder.grader.child"), ("worker", "multiprocessing"),
              ("nbgrader", "nbgrader")]
 
     def __init__(self):
@@ -103,12 +103,12 @@ def ex4_cpu(course_dir):
     """CPU seconds to grade one Exercise 4 submission: its notebook run as autograde runs it
     (here without the sandbox, whose processes getrusage cannot see), plus the trusted replay
     (measured by the sandboxed child itself)."""
-    from autograder import sandbox
-    from autograder.trusted import trusted_verdicts
+    from autograder.grader import sandbox
+    from autograder.grader.trusted import trusted_verdicts
     path = next((course_dir / "submitted").glob(f"right-*/{course.ASSIGNMENT}/{EXERCISES['ex4'].notebook}"))
     nb = nbformat.read(path, as_version=4)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # as a grading worker runs it: one thread per kernel (see autograder/grade.py)
+    # as a grading worker runs it: one thread per kernel (see autograder/grader/grade.py)
     saved = dict(os.environ)
     os.environ.update(NBGRADER_EXECUTION="autograde", BACKPROP_NINJA_TRUSTED="1", OMP_NUM_THREADS="1")
     try:
@@ -132,10 +132,10 @@ def bench_grading(n, report):
     nb = [sys.executable, "-m", "nbgrader"]
     t_stock, mem_stock = timed(nb + ["autograde", course.ASSIGNMENT, "--force"], stock)
     report(f"class of {n}: stock nbgrader autograde (serial)", f"{t_stock:.0f} s", "1.00x")
-    t_full, mem = timed([sys.executable, "-m", "autograder.grade"], ours)
+    t_full, mem = timed([sys.executable, "-m", "autograder.grader.grade"], ours)
     report(f"class: course pipeline (trusted, sandbox, repair; {os.cpu_count()} jobs)", f"{t_full:.0f} s",
            f"{t_stock / t_full:.2f}x")
-    t_scores, _ = timed([sys.executable, "-m", "autograder.grade", "--scores-only", "--csv", "scores.csv"], ours)
+    t_scores, _ = timed([sys.executable, "-m", "autograder.grader.grade", "--scores-only", "--csv", "scores.csv"], ours)
     report(f"class: scores-only mode ({os.cpu_count()} jobs)", f"{t_scores:.0f} s", f"{t_stock / t_scores:.2f}x")
     for kind, what in [("worker", "grading worker (nbgrader, trusted scores)"), ("kernel", "learner's kernel"),
                        ("replay", "sandboxed replay")]:

@@ -25,5 +25,5 @@ def names_in_the_user_cache():
 
 def solution_cells(exercise):
     """{answer cell id: source} of the instructor solution, as a learner would submit it."""
-    from autograder.examples import solution_sources
+    from autograder.grader.examples import solution_sources
     return solution_sources(exercise)

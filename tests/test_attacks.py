@@ -3,7 +3,7 @@ language, true upstreams handed out only after an answer): each must earn nothin
 gradient it attacks, and the honest rest of the submission keeps its points."""
 import pytest
 
-from autograder.trusted import trusted_verdicts, trusted_verdicts_many
+from autograder.grader.trusted import trusted_verdicts, trusted_verdicts_many
 from conftest import solution_cells
 
 RIGHT_DLOGITS = "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n\n"

@@ -8,12 +8,12 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder import course, demo
+from autograder.grader import course, demo
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("module", ["autograder.demo", "autograder.data", "autograder.grade",
-                                    "autograder.report", "autograder.sandbox"])
+@pytest.mark.parametrize("module", ["autograder.grader.demo", "autograder.data", "autograder.grader.grade",
+                                    "autograder.grader.report", "autograder.grader.sandbox"])
 def test_every_command_has_a_complete_help_from_any_folder(tmp_path, module):
     """Does `python -m MODULE --help`, run outside the repository, print its whole usage and
     description (no sentence cut off) and exit 0 with nothing on stderr?"""
@@ -23,7 +23,7 @@ def test_every_command_has_a_complete_help_from_any_folder(tmp_path, module):
     assert run.stdout.startswith("usage:")
     description = run.stdout.split("\n\n")[1].strip()
     assert description.endswith((".", ")")), f"cut off: {description!r}"
-    if module == "autograder.demo":
+    if module == "autograder.grader.demo":
         for words in ["reference notebook", "lecture's", "score table", "lost point",
                       "feedback pages", "--skip-reference", "--skip-grading", "--repo"]:
             assert words in " ".join(run.stdout.split()), words
@@ -38,7 +38,7 @@ def test_the_repository_is_found_from_another_folder(tmp_path, monkeypatch):
 def test_without_the_repository_the_demo_says_what_to_do(tmp_path):
     """Where there is no course repository (as after a plain `pip install`), does the demo stop
     with a message saying where to run it, rather than a traceback?"""
-    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "autograder.grader.demo", "--repo", str(tmp_path)],
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "no course repository" in run.stderr and "make demo" in run.stderr
@@ -79,7 +79,7 @@ def test_the_reference_stage_shows_progress_figures_and_names(tiny_repository):
     """Does the reference stage say what it runs, show the training's progress as it comes, print
     the figures beside the lecture's and a heading over the names, with nothing on stderr, even
     after it exits (the kernel talks over IPC, and is shut down, not left to find its parent gone)?"""
-    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(tiny_repository),
+    run = subprocess.run([sys.executable, "-m", "autograder.grader.demo", "--repo", str(tiny_repository),
                           "--skip-grading"], cwd=tiny_repository, capture_output=True, text=True)
     out, err = run.stdout, run.stderr  # both pipes close when the last process holding them ends
     assert run.returncode == 0 and err == "", err
@@ -103,7 +103,7 @@ def test_the_score_table_shows_a_dash_for_a_notebook_not_submitted():
 def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
     """Does the list of lost points give each wrong item of a submitted notebook its verdict,
     group the items of one exercise that share a verdict, and leave out notebooks not submitted?"""
-    from autograder import report
+    from autograder.grader import report
 
     def row(student, exercise, item, score, points, verdict):
         return dict(student=student, exercise=exercise, item=item, score=score, points=points, verdict=verdict)
@@ -113,19 +113,19 @@ def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
              row("one_mistake", "ex1", "probs", 1, 1, "dprobs: ok (1/1)"),
              row("one_mistake", "ex2", "logits", 0, 4, "dlogits: WRONG (0/4): not defined")]
     monkeypatch.setattr(report, "rows", lambda *a: rows)
-    monkeypatch.setattr(course, "submitted", lambda *a: {"blank": {"ex1_atomic_graph"},
+    monkeypatch.setattr(report, "submitted", lambda *a: {"blank": {"ex1_atomic_graph"},
                                                          "one_mistake": {"ex1_atomic_graph"}})
-    assert course.lost_points(tmp_path) == {
+    assert report.lost_points(tmp_path) == {
         "blank": [["ex1", ["dlogprobs", "dprobs"], 2, "not defined"]],
         "one_mistake": [["ex1", ["dlogprobs"], 1, "does not match on the notebook's batch: off by a constant factor of n"]]}
-    assert "  ex1 dlogprobs: -1: does not match" in course.lost_points_table(tmp_path)
+    assert "  ex1 dlogprobs: -1: does not match" in report.lost_points_table(tmp_path)
 
 
 def test_without_bubblewrap_the_demo_stops_at_once_with_one_line(tmp_path):
     """On a machine without bubblewrap, does the demo stop before its long first stage, with one
     line saying what to install (and how to opt out), and a non-zero exit?"""
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no bwrap on this PATH
-    run = subprocess.run([sys.executable, "-m", "autograder.demo", "--repo", str(ROOT)], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "autograder.grader.demo", "--repo", str(ROOT)], cwd=ROOT,
                          capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 2
     assert run.stdout == ""
@@ -146,7 +146,7 @@ def test_without_bubblewrap_make_stops_before_installing_anything(tmp_path):
 
 def test_a_failed_stage_stops_the_demo_with_a_message(monkeypatch, capsys):
     """A stage that fails stops the demo there (no feedback stage, no traceback), exit 1."""
-    from autograder import grade
+    from autograder.grader import grade
     monkeypatch.setenv("BACKPROP_NINJA_UNSANDBOXED", "1")
     monkeypatch.setattr(demo, "run_reference", lambda root, build: None)
     monkeypatch.setattr(course, "copy_course", lambda c, root: None)
@@ -157,7 +157,7 @@ def test_a_failed_stage_stops_the_demo_with_a_message(monkeypatch, capsys):
     assert "[4/4]" not in out
     assert err.startswith("error: the demo stopped: nbgrader generate_assignment") and "Traceback" not in err
     monkeypatch.setattr(course, "nbgrader", lambda *a, **k: None)
-    from autograder import examples
+    from autograder.grader import examples
     monkeypatch.setattr(examples, "write_submissions", lambda c: ["solutions"])
     monkeypatch.setattr(grade, "main", lambda argv: 2)
     assert demo.main([]) == 1

@@ -1,5 +1,9 @@
 import re
+import subprocess
+import sys
 import tomllib
+
+import pytest
 
 from conftest import ROOT
 
@@ -80,3 +84,46 @@ def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):
         assert "made with Python 3.12.1" in run.stderr and "rm -rf .venv" in run.stderr, run.stderr
     calls = (python.parent / "calls").read_text()
     assert "pip" not in calls, "nothing is installed into the wrong .venv"
+
+
+LEARNER_SIDE = sorted(p.stem for p in (ROOT / "autograder").glob("*.py"))
+GRADER_SIDE = ("autograder.grader", "RestrictedPython", "nbgrader", "nbconvert", "jupyter_client", "psutil")
+
+
+@pytest.mark.parametrize("module", LEARNER_SIDE)
+def test_the_learner_side_imports_nothing_of_the_grader(module):
+    """What the notebooks import (autograder/*.py: data, model, cmp, the checks, the in-kernel
+    score) never imports the trusted grader (autograder/grader/), RestrictedPython or nbgrader:
+    neither in its source (at any depth of a function) nor, imported, in sys.modules."""
+    import ast
+    tree = ast.parse((ROOT / "autograder" / f"{module}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [("." * node.level) + (node.module or "") + "." + a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if module in ("grade", "demo", "report"):  # the command shims run the grader's main
+                continue
+            assert ".grader" not in name and not name.lstrip(".").startswith(GRADER_SIDE[1:]), f"{module} imports {name}"
+    probe = (f"import sys, autograder.{module}; bad = [m for m in sys.modules if m.startswith({GRADER_SIDE!r})]; "
+             "print(','.join(bad))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0 and run.stdout.strip() == "", run.stdout + run.stderr
+
+
+def test_the_grader_modules_form_no_import_circle():
+    """Dependencies go one way inside the grader too: no module imports one that imports it back."""
+    import ast
+    graph = {}
+    for path in (ROOT / "autograder" / "grader").glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module} if node.module else {a.name for a in node.names}
+        graph[path.stem] = deps
+    for a, deps in graph.items():
+        for b in deps:
+            assert a not in graph.get(b, ()), f"{a} <-> {b}"

@@ -8,8 +8,8 @@ import zipfile
 import nbformat
 import pytest
 
-from autograder import course, examples
-from autograder.course import ASSIGNMENT
+from autograder.grader import course, examples
+from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 
 EX2 = EXERCISES["ex2"].notebook

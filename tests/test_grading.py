@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from autograder import course, examples
+from autograder.grader import course, examples
 from autograder.exercises import EXERCISES
 
 
@@ -106,7 +106,7 @@ def graded(tmp_path_factory):
     (c / "submitted" / "submitted-symlink-to-source" / course.ASSIGNMENT / EX2).symlink_to(
         c / "source" / course.ASSIGNMENT / EX2)
     # the instructor's way: the parallel pipeline (nbgrader autograde in 2 worker processes)
-    from autograder import grade
+    from autograder.grader import grade
     assert grade.main(["--course", str(c), "--jobs", "2"]) == 0
     return c
 
@@ -178,7 +178,7 @@ def test_the_cheat_attempt_is_shown_the_trusted_verdict(graded):
 
 def test_the_per_gradient_report(graded, tmp_path):
     """Does the class report list each gradient's score and verdict, and draw the plot?"""
-    from autograder import report
+    from autograder.grader import report
     report.main(["--course", str(graded), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png")])
     table = list(csv.DictReader(open(tmp_path / "g.csv")))
     row = next(r for r in table if r["student"] == "missing_1_over_n" and r["item"] == "logprobs")
@@ -201,7 +201,7 @@ def test_plain_nbgrader_autograde_gives_the_same_scores(graded):
 def test_scores_only_mode_agrees_with_nbgrader(graded, tmp_path):
     """Does `python -m autograder.grade --scores-only` give every learner the same total as
     `nbgrader autograde` put in the gradebook?"""
-    from autograder import grade
+    from autograder.grader import grade
     assert grade.main(["--course", str(graded), "--scores-only", "--csv", str(tmp_path / "s.csv")]) == 0
     totals, summed = {}, {}
     for r in csv.DictReader(open(tmp_path / "s.csv")):

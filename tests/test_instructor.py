@@ -18,8 +18,8 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder import course, examples, grade, report
-from autograder.course import ASSIGNMENT
+from autograder.grader import course, examples, grade, report
+from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 
 EX1, EX2, EX3 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3"))
@@ -122,8 +122,8 @@ def test_the_course_kernel_and_timeout_apply_to_its_own_assignment_only(graded):
     from nbgrader.preprocessors import Execute
     from traitlets.config.loader import PyFileConfigLoader
 
-    from autograder.scoped import ScopedExecute, ScopedRepairingExporter, ScopedTrustedScores
-    from autograder.trusted import SandboxedExecute, TrustedScores
+    from autograder.grader.scoped import ScopedExecute, ScopedRepairingExporter, ScopedTrustedScores
+    from autograder.grader.trusted import SandboxedExecute, TrustedScores
     config = PyFileConfigLoader("nbgrader_config.py", path=str(graded.root)).load_config()
     converter = Autograde(coursedir=CourseDirectory(config=config), config=config)
     exporter = ScopedRepairingExporter(parent=converter, config=config)
@@ -275,7 +275,7 @@ def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again
         if nb is slow:
             (c / "submitted" / student / ASSIGNMENT / "slow.flag").write_text("")
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
-    proc = subprocess.Popen([sys.executable, "-m", "autograder.grade", "--course", str(c), "--jobs", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.grader.grade", "--course", str(c), "--jobs", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)  # its own process group, as a terminal's job
     state = lambda s: (grade.marker(c, s, ASSIGNMENT).read_text()  # noqa: E731

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder import course
+from autograder.grader import course
 from autograder.exercises import EXERCISES
 from conftest import ROOT
 

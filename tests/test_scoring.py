@@ -2,7 +2,7 @@
 import pytest
 
 from autograder import score
-from autograder.examples import MISTAKES
+from autograder.grader.examples import MISTAKES
 from autograder.exercises import EXERCISES
 from conftest import solution_cells
 

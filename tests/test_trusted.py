@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from autograder import sandbox, score
+from autograder import score
+from autograder.grader import sandbox
 from autograder.statements import forbidden
-from autograder.trusted import trusted_verdicts, trusted_verdicts_many
+from autograder.grader.trusted import trusted_verdicts, trusted_verdicts_many
 from conftest import ROOT, solution_cells
 
 STAGE1 = ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits"]

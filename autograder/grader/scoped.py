@@ -21,7 +21,7 @@ from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
 from traitlets.utils.importstring import import_item
 
 from .course import ASSIGNMENT
-from .exercises import EXERCISES
+from ..exercises import EXERCISES
 from .repair import RepairingExporter
 from .trusted import SandboxedExecute
 
@@ -67,7 +67,7 @@ class CourseOnly(NbGraderPreprocessor):
 
 
 class CourseExecute(SandboxedExecute):
-    """The course's kernel: sandboxed (autograder.trusted), its timeout set for SandboxedExecute in
+    """The course's kernel: sandboxed (autograder.grader.trusted), its timeout set for SandboxedExecute in
     nbgrader_config.py, its start-up banner discarded. It works in a private copy of the folder
     (sandbox.SandboxedKernelManager), so its caches never reach autograded/ or feedback/."""
 
@@ -82,12 +82,12 @@ class CourseExecute(SandboxedExecute):
 
 class ScopedExecute(CourseOnly):
     """nbgrader's Execute, or the course's sandboxed kernel for the course's assignment."""
-    course, stock = "autograder.scoped.CourseExecute", "nbgrader.preprocessors.Execute"
+    course, stock = "autograder.grader.scoped.CourseExecute", "nbgrader.preprocessors.Execute"
 
 
 class ScopedTrustedScores(CourseOnly):
-    """The trusted scores (autograder.trusted) for the course's assignment; nothing otherwise."""
-    course = "autograder.trusted.TrustedScores"
+    """The trusted scores (autograder.grader.trusted) for the course's assignment; nothing otherwise."""
+    course = "autograder.grader.trusted.TrustedScores"
 
 
 class CourseClearSolutions(ClearSolutions):
@@ -96,7 +96,7 @@ class CourseClearSolutions(ClearSolutions):
 
 class ScopedClearSolutions(CourseOnly):
     """nbgrader's ClearSolutions, with the course's stub for the course's assignment."""
-    course, stock = "autograder.scoped.CourseClearSolutions", "nbgrader.preprocessors.ClearSolutions"
+    course, stock = "autograder.grader.scoped.CourseClearSolutions", "nbgrader.preprocessors.ClearSolutions"
 
 
 def with_hidden_tests(nb, resources):
@@ -121,7 +121,7 @@ def with_hidden_tests(nb, resources):
 
 
 class ScopedRepairingExporter(RepairingExporter):
-    """The repairing exporter (autograder.repair) for the course's assignment; nbgrader's
+    """The repairing exporter (autograder.grader.repair) for the course's assignment; nbgrader's
     NotebookExporter for any other."""
 
     def from_filename(self, filename, resources=None, **kw):

@@ -1,6 +1,6 @@
 """Run learner code in a separate, sandboxed, resource-limited process, and talk to it.
 
-The child (`python -m autograder.child`, see child.py) replays the answers and reports each
+The child (`python -m autograder.grader.child`, see child.py) replays the answers and reports each
 one over a pipe as soon as it is recorded; the grader checks it (torch.load with
 weights_only=True, then score.valid) and answers with the value the child may use from then
 on. On Linux the child runs under bubblewrap: no network, a read-only view of Python and the
@@ -26,9 +26,10 @@ try:
 except ImportError:  # a learner's install: no kernels to sandbox here
     AsyncKernelManager = object
 
-from . import data, wire
+from .. import data
+from . import wire
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner side included
 # Limits per learner process, in one place. `processes` counts threads too, per sandbox user.
 LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
               processes=64, statement_seconds=10, open_files=256)
@@ -143,7 +144,7 @@ def run_many(jobs, collectors):
                "PYTHONPATH": str(PACKAGE.parent), "PYTHONNOUSERSITE": "1"}
         child_in, to_child = os.pipe()    # the grader writes, the child reads
         from_child, child_out = os.pipe()  # the child writes, the grader reads
-        cmd = prefix + [sys.executable, "-s", "-m", "autograder.child", str(child_in), str(child_out)]
+        cmd = prefix + [sys.executable, "-s", "-m", "autograder.grader.child", str(child_in), str(child_out)]
         proc = subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=open(scratch / "stderr", "wb"),
                                 preexec_fn=_limiter(LIMITS), pass_fds=(child_in, child_out))
@@ -269,7 +270,7 @@ def private_copy(folder, uid):
 if __name__ == "__main__":
     import argparse
     argparse.ArgumentParser(
-        prog="python -m autograder.sandbox",
+        prog="python -m autograder.grader.sandbox",
         description="The grader's sandbox (a library, no command of its own): run_many replays a "
-                    "learner's answers in `python -m autograder.child` under bubblewrap, and "
+                    "learner's answers in `python -m autograder.grader.child` under bubblewrap, and "
                     "SandboxedKernelManager runs nbgrader's kernels there. See README.md, Trust.").parse_args()

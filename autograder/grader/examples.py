@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import EXERCISES
+from ..exercises import EXERCISES
 
 # name -> (exercise, answer cell id, text in the solution, replacement, gradients it breaks)
 MISTAKES = {
@@ -52,7 +52,7 @@ def strip_markers(src):
 def solution_sources(exercise, root=None):
     """{answer cell id: source} of the instructor solution in source/, as a learner would submit it."""
     from .course import ROOT
-    from .hidden import answer_sources
+    from ..hidden import answer_sources
     nb = nbformat.read(Path(root or ROOT) / "source" / "backprop_ninja" / EXERCISES[exercise].notebook, as_version=4)
     return {cell: strip_markers(src) for cell, src in answer_sources(nb, EXERCISES[exercise].answer_cells)}
 

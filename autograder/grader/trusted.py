@@ -14,9 +14,10 @@ import nbformat
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbformat.v4 import new_output
 
-from . import sandbox, score
-from .exercises import EXERCISES, PRACTICE, course_setting
-from .hidden import answer_sources
+from .. import score
+from . import sandbox
+from ..exercises import EXERCISES, PRACTICE, course_setting
+from ..hidden import answer_sources
 from .repair import read_any, rebuild
 
 def trusted_verdicts(exercise, sources, setting=PRACTICE):

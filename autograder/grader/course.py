@@ -5,10 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import data
-from .exercises import EXERCISES
+from .. import data
+from ..exercises import EXERCISES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "backprop_ninja"
 
 
@@ -93,41 +93,3 @@ def score_table(table, handed_in=None):
         total, most = sum(s for s, _ in row.values()), sum(m for _, m in row.values())
         lines.append(f"{student:28s}{cells}{total:>6g} / {most:<4g}")
     return "\n".join(lines)
-
-
-def lost_points(course, assignment=ASSIGNMENT):
-    """{student: [(exercise, items, points lost, verdict)]}: every graded item of a submitted
-    notebook that did not earn its points, with the verdict its feedback shows; items of one
-    exercise with the same verdict together."""
-    from . import report
-    handed_in = submitted(course, assignment)
-    def order(r):  # the exercises and their gradients in the lecture's order
-        ex = EXERCISES[r["exercise"]]
-        return list(EXERCISES).index(r["exercise"]), [*ex.grads, *ex.extra_tests].index(r["item"])
-    out = {}
-    for r in sorted(report.rows(course, assignment), key=order):
-        notebook = EXERCISES[r["exercise"]].notebook[:-len(".ipynb")]
-        if r["score"] >= r["points"] or notebook not in handed_in.get(r["student"], ()):
-            continue
-        label = f"d{r['item']}" if r["item"] in EXERCISES[r["exercise"]].grads else r["item"]
-        why = r["verdict"].splitlines()[0] if r["verdict"] else "no verdict recorded"
-        why = why.split(": ", 2)[-1] if why.startswith(f"{label}: ") else why  # "dX: WRONG (0/1): why"
-        rows = out.setdefault(r["student"], [])
-        same = [x for x in rows if x[0] == r["exercise"] and x[3] == why]
-        if same:
-            same[0][1].append(label)
-            same[0][2] += r["points"] - r["score"]
-        else:
-            rows.append([r["exercise"], [label], r["points"] - r["score"], why])
-    return out
-
-
-def lost_points_table(course, assignment=ASSIGNMENT):
-    """lost_points as text: per student, one line per exercise and verdict."""
-    lines = []
-    for student, rows in sorted(lost_points(course, assignment).items()):
-        lines.append(f"{student}:")
-        for exercise, items, points, why in rows:
-            names = ", ".join(items) if len(items) <= 4 else f"{len(items)} gradients ({', '.join(items[:3])}, ...)"
-            lines.append(f"  {exercise} {names}: -{points:g}: {why}")
-    return "\n".join(lines) if lines else "(none)"

@@ -1,4 +1,4 @@
-"""The sandboxed process that runs learner code: `python -m autograder.child IN OUT`.
+"""The sandboxed process that runs learner code: `python -m autograder.grader.child IN OUT`.
 
 It reads jobs (plain data built by the grader: answer statements, each case's inputs) from
 file descriptor IN, replays them (replay.py), and reports every answer over OUT as soon as it
@@ -33,7 +33,9 @@ def harden():
 
 
 def main(fd_in, fd_out):
-    from . import replay  # the only module that executes learner code
+    from .. import replay  # the only module that executes learner code
+    from . import restricted
+    replay.LANGUAGE = restricted  # answers run in RestrictedPython here
     torch.set_num_threads(1)
     setup = receive(fd_in)
     replay.STATEMENT_SECONDS = setup["statement_seconds"]
@@ -53,5 +55,5 @@ def main(fd_in, fd_out):
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or not all(a.isdigit() for a in sys.argv[1:]):
-        sys.exit("usage: python -m autograder.child FD_IN FD_OUT (started by the grader, see autograder/sandbox.py)")
+        sys.exit("usage: python -m autograder.grader.child FD_IN FD_OUT (started by the grader, see autograder/grader/sandbox.py)")
     main(int(sys.argv[1]), int(sys.argv[2]))
