@@ -42,5 +42,18 @@ c.Autograde.autograde_preprocessors = swap(Autograde, "autograde_preprocessors",
 # what they deserve, never the rest of the class.
 c.Autograde.exporter_class = "autograder.grader.scoped.ScopedRepairingExporter"
 
+# nbgrader copies a submission's other files itself, following links and opening FIFOs and
+# devices, and fails a learner on a timestamp.txt that is not a date: for the course's
+# assignment, regular files only and a timestamp that is a date, the rest noted for the learner
+# (autograder/grader/folder.py). nbgrader builds its converter by name: install() swaps it.
+from autograder.grader.folder import install  # noqa: E402
+
+install()
+
 # Feedback that names each gradient and draws its math in the page (no MathJax from the web).
 c.GenerateFeedback.exporter_class = "autograder.grader.scoped.FeedbackExporter"
+
+# No learner script runs in a page: every HTMLExporter (the feedback's, and formgrader's view of a
+# submission, which runs on the instructor's Jupyter origin) renders a notebook made safe first
+# (autograder/grader/pages.py: learner markdown, raw cells and outputs cleaned by bleach).
+c.HTMLExporter.preprocessors = ["autograder.grader.pages.SafeHTML"]

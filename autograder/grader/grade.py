@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import sys
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -61,14 +62,42 @@ def marker(root, student, assignment):
 
 
 def fingerprint(root, student, assignment):
-    """A digest of the learner's submitted files and the assignment's source notebooks."""
+    """A digest of the learner's submitted files and the assignment's source notebooks. Links
+    are hashed as links (their target's name), never followed, and anything but a regular file
+    (a FIFO, a device, a socket) by its name and kind only: nothing of the learner's is opened
+    that could block, or read what is not theirs."""
     h = hashlib.sha256()
     for folder in (Path(root) / "submitted" / student / assignment, Path(root) / "source" / assignment):
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
-                h.update(f"{path.relative_to(root)}\0".encode())
-                h.update(path.read_bytes())
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints")
+            for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+                path = os.path.join(dirpath, name)
+                h.update(f"{os.path.relpath(path, root)}\0".encode(errors="surrogateescape"))
+                try:
+                    st = os.lstat(path)
+                    if stat.S_ISLNK(st.st_mode):
+                        h.update(b"link\0" + os.fsencode(os.readlink(path)))
+                    elif stat.S_ISREG(st.st_mode):
+                        _hash_regular(h, path)
+                    else:
+                        h.update(f"special {stat.S_IFMT(st.st_mode)}\0".encode())
+                except OSError as e:  # gone meanwhile, or unreadable: its name and the error
+                    h.update(f"error {type(e).__name__}\0".encode())
     return h.hexdigest()
+
+
+def _hash_regular(h, path):
+    """Hash a regular file's bytes, opened without following a link or blocking (it was a regular
+    file when looked at; O_NOFOLLOW and O_NONBLOCK hold if it is swapped meanwhile)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            h.update(b"special\0")
+            return
+        while chunk := os.read(fd, 2**20):
+            h.update(chunk)
+    finally:
+        os.close(fd)
 
 
 def in_gradebook(root, assignment):

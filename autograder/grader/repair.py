@@ -8,6 +8,7 @@ cells (by grade id) and their own extra cells. What was repaired is said in a no
 which the feedback shows.
 """
 import copy
+import html
 import json
 import os
 import re
@@ -21,6 +22,28 @@ from nbformat.v4 import new_markdown_cell
 MAX_SOURCE = 200_000  # characters of one answer cell kept
 MAX_FILE = 64 * 2**20  # bytes of a submitted notebook read at all
 MAX_ATTACHMENTS = 2**20  # bytes of a markdown cell's attachments kept
+MAX_EXTRA_CELLS = 300  # cells of the learner's own kept (beyond the release's); the rest dropped
+SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: no encoding can write them
+ATTACHMENT_TYPES = {"image/png", "image/jpeg", "image/gif"}  # what a markdown cell may embed
+
+
+def text_only(obj):
+    """(obj with every lone surrogate in its strings and keys replaced by U+FFFD, how many were
+    replaced). A notebook read from JSON may hold them (`"\\ud800"`); nbformat cannot write them."""
+    count = 0
+
+    def clean(x):
+        nonlocal count
+        if isinstance(x, str):
+            new, n = SURROGATE.subn("\ufffd", x)
+            count += n
+            return new
+        if isinstance(x, dict):
+            return type(x)((clean(k), clean(v)) for k, v in x.items())
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+    return clean(obj), count
 
 
 def nbg(cell):
@@ -53,6 +76,11 @@ def read_any(path):
             return None, "the submitted file is empty"
         nb = nbformat.reads(text, as_version=4)  # converts older formats
         nb.cells  # noqa: B018 (a notebook has cells)
+        nb, replaced = text_only(nb)
+        nb = nbformat.from_dict(nb)
+        if replaced:
+            return nb, (f"the notebook held {replaced} character(s) that are not text (lone surrogates): "
+                        "replaced by \ufffd")
         return nb, ""
     except (json.JSONDecodeError, ValueError) as e:
         return None, f"the submitted file is not a valid notebook ({type(e).__name__}: {str(e)[:120]})"
@@ -65,7 +93,7 @@ def rebuild(learner, template):
     problems = []
     answers = [c for c in template.cells if nbg(c).get("solution")]
     known = {grade_id(c) for c in template.cells}
-    mine, extras, unknown, last = {}, {}, [], None
+    mine, extras, unknown, last, dropped = {}, {}, [], None, 0
     for cell in (learner.cells if learner else []):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
             continue
@@ -77,8 +105,12 @@ def rebuild(learner, template):
             last = gid
         elif gid is not None and nbg(cell).get("solution"):
             unknown.append(cell)  # an answer cell whose id was changed
+        elif sum(map(len, extras.values())) >= MAX_EXTRA_CELLS:
+            dropped += 1
         else:  # the learner's own cell: kept, as a plain cell (no nbgrader role)
             extras.setdefault(last, []).append(_plain(cell, problems))
+    if dropped:
+        problems.append(f"{dropped} of your own cells beyond the first {MAX_EXTRA_CELLS} were dropped")
     for a in answers:
         if grade_id(a) not in mine and unknown:
             mine[grade_id(a)] = unknown.pop(0)
@@ -122,6 +154,13 @@ def _plain(cell, problems):
     new = make(source[:MAX_SOURCE])
     attachments = cell.get("attachments")
     if kind == "markdown" and isinstance(attachments, dict) and attachments:
+        images = {name: {k: v for k, v in a.items() if k in ATTACHMENT_TYPES and isinstance(v, str)}
+                  for name, a in attachments.items() if isinstance(name, str) and isinstance(a, dict)}
+        images = {name: a for name, a in images.items() if a}
+        if len(images) < len(attachments):
+            problems.append("a markdown cell's attachments that are not PNG, JPEG or GIF images were removed")
+        attachments = images
+    if kind == "markdown" and isinstance(attachments, dict) and attachments:
         if len(json.dumps(attachments)) <= MAX_ATTACHMENTS:
             new["attachments"] = attachments
         else:
@@ -136,8 +175,10 @@ def _plain(cell, problems):
 
 
 def note_cell(problems):
+    """The grading note: what was repaired. Its lines quote the learner's files (names, content
+    in a parser's message): escaped, so they read as text in every page that shows them."""
     text = "**Grading note.** This submission was repaired before grading:\n\n" + "\n".join(
-        f"- {p}" for p in problems)
+        f"- {html.escape(p)}" for p in problems)
     return new_markdown_cell(text, id="grading_note")
 
 
@@ -159,7 +200,14 @@ class RepairingExporter(NotebookExporter):
             return super().from_filename(filename, resources, **kw)
         learner, problem = read_any(filename)
         nb, problems = rebuild(learner, template)
-        problems = [problem] * bool(problem) + problems
+        # what the converter found wrong in the submission's folder (autograder/grader/folder.py)
+        folder = getattr(self.parent, "folder_notes", {}).get((resources or {}).get("nbgrader", {}).get("student"), [])
+        problems = list(folder) + [problem] * bool(problem) + problems
         if problems:
             nb.cells.insert(0, note_cell(problems))
         return self.from_notebook_node(nb, resources, **kw)
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        output, resources = super().from_notebook_node(nb, resources, **kw)
+        # what the kernel printed may hold lone surrogates too: the file must still be written
+        return SURROGATE.sub("\ufffd", output), resources

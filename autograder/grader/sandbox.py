@@ -234,6 +234,10 @@ class SandboxedKernelManager(AsyncKernelManager):
                      "PYTHONPATH": str(PACKAGE.parent),  # the package the grader loaded
                      data.ENV_VAR: str(names)}
         kw["cwd"] = self._work
+        # what the kernel process writes to its own stdout and stderr (a cell's os.write(2, ...),
+        # a crash's dump) never reaches the grader's terminal or log: its outputs come over
+        # Jupyter's messages, which SandboxedExecute caps
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
         kw["preexec_fn"] = _limiter(KERNEL_LIMITS, session=False)  # jupyter_client starts its session
         return await super()._async_launch_kernel(prefix + kernel_cmd, **kw)
 

@@ -22,8 +22,9 @@ from traitlets.utils.importstring import import_item
 
 from .course import ASSIGNMENT
 from ..exercises import EXERCISES
+from .pages import MARK, make_safe
 from .repair import RepairingExporter
-from .trusted import SandboxedExecute
+from .execute import SandboxedExecute
 
 
 
@@ -189,9 +190,12 @@ class FeedbackExporter(HTMLExporter):
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 cell.source = render_math(cell.source)
+        make_safe(nb)  # after the math is drawn: its images are kept, the learner's script is not
+        for cell in nb.cells:
             for out in cell.get("outputs", []):  # nbconvert warns about images without one
                 for kind in {"image/png", "image/jpeg"} & set(out.get("data", {})):
                     out.setdefault("metadata", {}).setdefault(kind, {}).setdefault("alt", "a figure drawn by this cell")
+        resources = {**(resources or {}), MARK: True}
         output, resources = super().from_notebook_node(nb, resources, **kw)
         output = MATHJAX.sub("", output)
         output = re.sub(r'(<a href="#([\w-]+)">)Test cell(</a>)',

@@ -11,13 +11,14 @@ import os
 from pathlib import Path
 
 import nbformat
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import NbGraderPreprocessor
 from nbformat.v4 import new_output
 
 from .. import score
 from . import sandbox
 from ..exercises import EXERCISES, PRACTICE, course_setting
 from ..hidden import answer_sources
+from .execute import SandboxedExecute  # noqa: F401 (its home was here: nbgrader_config.py, tests)
 from .repair import read_any, rebuild
 
 def trusted_verdicts(exercise, sources, setting=PRACTICE):
@@ -94,30 +95,6 @@ def preflight(setting=PRACTICE):
     if not all(isinstance(collector.answer(c.name, "true", "dlogits"), torch.Tensor) for c in cases):
         return "the sandboxed replay runs but returns no answer: " + (next(iter(errors.values()), "") or "no error given")
     return ""
-
-
-class SandboxedExecute(Execute):
-    """nbgrader's Execute, with the learner's kernel inside the sandbox, and a time budget per
-    learner: all their notebooks' cells together get LEARNER_SECONDS (each cell still at most
-    nbgrader's timeout). What a kernel computes never makes the score (TrustedScores does)."""
-
-    LEARNER_SECONDS = 600
-    _spent = {}  # student -> seconds their kernels have run
-
-    def __init__(self, *args, **kwargs):
-        kwargs["kernel_manager_class"] = sandbox.SandboxedKernelManager
-        super().__init__(*args, **kwargs)
-
-    def preprocess(self, nb, resources=None, km=None):
-        import time
-        student = (resources or {}).get("nbgrader", {}).get("student", "")
-        start = time.monotonic()
-        left = lambda: self.LEARNER_SECONDS - SandboxedExecute._spent.get(student, 0) - (time.monotonic() - start)  # noqa: E731
-        self.timeout_func = lambda cell: max(1, int(min(self.timeout or 1e9, left())))
-        try:
-            return super().preprocess(nb, resources, km)
-        finally:
-            SandboxedExecute._spent[student] = SandboxedExecute._spent.get(student, 0) + time.monotonic() - start
 
 
 class TrustedScores(NbGraderPreprocessor):

@@ -1,0 +1,136 @@
+"""No learner script in any page: the notebook made safe before nbconvert renders it as HTML.
+
+A learner controls their markdown cells, raw cells, attachments and every output their kernel
+produces (HTML, JavaScript, Markdown, SVG, widget state, an image's metadata), and the grading
+note quotes their files. Rendered as they are, in the feedback page or in formgrader's view of a
+submission (which runs on the instructor's Jupyter origin, with the instructor's session), any
+of them can run script. SafeHTML, an nbconvert preprocessor registered for every HTMLExporter in
+nbgrader_config.py (formgrader's and the feedback's), makes the notebook safe first:
+
+- markdown cells are rendered to HTML here (math left as text, attachments inlined as images),
+  then cleaned by bleach (nbconvert's own sanitiser) with an allowlist: text markup, tables,
+  details, images from data: or https: addresses, links to http(s) and mailto only; the result is
+  one HTML block, which nbconvert's markdown pass leaves as it is;
+- raw cells are shown as text;
+- outputs keep plain text, PNG, JPEG and GIF images, LaTeX and JSON as they are, HTML and
+  Markdown cleaned as above; anything else (JavaScript, SVG, widgets, PDF, ...) is replaced by a
+  line naming it; an image's width and height are kept only if they are numbers;
+- the notebook's widget state (which would load the widget manager's scripts) is dropped.
+
+bleach escapes what it does not allow (it stays readable, as text), so nothing the learner wrote
+disappears silently. FeedbackExporter (scoped.py) calls the same function after drawing the math.
+"""
+import html
+import re
+
+import bleach
+from bleach.css_sanitizer import CSSSanitizer
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbconvert.preprocessors import Preprocessor
+
+TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em",
+        "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre",
+        "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td",
+        "tfoot", "th", "thead", "tr", "u", "ul", "var"}
+ATTRIBUTES = {"*": ["class", "id", "title", "style"], "a": ["href", "title", "class", "id"],
+              "img": ["src", "alt", "title", "width", "height", "class", "style"],
+              "td": ["colspan", "rowspan", "style", "class"], "th": ["colspan", "rowspan", "style", "class"],
+              "ol": ["start"], "details": ["open"]}
+CSS = CSSSanitizer(allowed_css_properties={"display", "text-align", "vertical-align", "margin", "margin-left",
+                                          "margin-right", "margin-top", "margin-bottom", "padding",
+                                          "color", "background-color", "font-weight", "font-style",
+                                          "white-space", "border-collapse", "width", "height"})
+SAFE_IMAGE = re.compile(r"data:image/(png|jpeg|gif|svg\+xml);base64,[A-Za-z0-9+/=\s]*\Z")
+KEEP = {"text/plain", "image/png", "image/jpeg", "image/gif", "text/latex", "application/json"}
+CLEANED = {"text/html", "text/markdown"}
+MARK = "ninja_safe_html"  # in resources: the notebook was made safe already
+
+
+def _attribute_allowed(tag, name, value):
+    if name not in ATTRIBUTES.get(tag, ATTRIBUTES["*"]) and name not in ATTRIBUTES["*"]:
+        return False
+    if name == "href":
+        return re.match(r"(https?:|mailto:|#)", value.strip(), re.I) is not None
+    if name == "src":
+        return re.match(r"https:", value.strip(), re.I) is not None or SAFE_IMAGE.match(value.strip()) is not None
+    if name in ("width", "height", "colspan", "rowspan", "start"):
+        return re.fullmatch(r"\d{1,5}(px|%)?", value.strip()) is not None
+    return True
+
+
+def clean_html(text):
+    """HTML with only the allowlisted tags, attributes, addresses and styles (the rest escaped)."""
+    return bleach.clean(text, tags=TAGS, attributes=_attribute_allowed, css_sanitizer=CSS,
+                        protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True)
+
+
+def render_markdown(source, attachments=None):
+    """Markdown as HTML (nbconvert's renderer: math kept as text, attachments inlined)."""
+    renderer = IPythonRenderer(escape=False, attachments=attachments or {}, anchor_link_text="¶")
+    return MarkdownWithMath(renderer=renderer).render(source)
+
+
+def one_block(fragment):
+    """Safe HTML as one HTML block for a markdown cell: no blank line inside, so nbconvert's
+    markdown pass takes it as it is (and reads no markdown in it)."""
+    return '<div class="ninja-safe">\n' + re.sub(r"\n\s*\n", "\n&#8203;\n", fragment.strip()) + "\n</div>"
+
+
+def safe_output(out):
+    """The output, its data cleaned or named and its metadata reduced to what is safe."""
+    if out.get("output_type") not in ("display_data", "execute_result"):
+        return out  # streams and errors: text, escaped by every template
+    data, removed = {}, []
+    for kind, value in (out.get("data") or {}).items():
+        if kind in KEEP:
+            data[kind] = value
+        elif kind == "text/html":
+            data[kind] = clean_html(value if isinstance(value, str) else "".join(value))
+        elif kind == "text/markdown":
+            data["text/html"] = clean_html(render_markdown(value if isinstance(value, str) else "".join(value)))
+        else:
+            removed.append(kind)
+    if removed and not data:
+        data["text/plain"] = f"[an output of type {', '.join(removed)} is not shown here]"
+    out["data"] = data
+    meta = {}
+    for kind, m in (out.get("metadata") or {}).items():
+        if kind in data and isinstance(m, dict):
+            kept = {k: v for k, v in m.items() if k in ("width", "height") and isinstance(v, (int, float))
+                    and not isinstance(v, bool)}
+            if isinstance(m.get("alt"), str):
+                kept["alt"] = m["alt"][:200]
+            meta[kind] = kept
+    out["metadata"] = meta
+    return out
+
+
+def make_safe(nb):
+    """nb (changed in place) with nothing in it that can run script when rendered as HTML."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags")
+        if tags is not None:
+            cell.metadata["tags"] = [t for t in tags if isinstance(t, str) and re.fullmatch(r"[\w-]{1,50}", t)]
+        if cell.cell_type == "markdown":
+            attachments = {name: {k: v for k, v in a.items() if k in ("image/png", "image/jpeg", "image/gif")}
+                           for name, a in (cell.get("attachments") or {}).items() if isinstance(a, dict)}
+            cell.source = one_block(clean_html(render_markdown(cell.source, attachments)))
+            cell.pop("attachments", None)
+        elif cell.cell_type == "raw":
+            cell.source = html.escape(cell.source)
+            cell.metadata.pop("raw_mimetype", None)
+            cell.metadata.pop("format", None)
+        elif cell.cell_type == "code":
+            cell.outputs = [safe_output(o) for o in cell.get("outputs", [])]
+    return nb
+
+
+class SafeHTML(Preprocessor):
+    """make_safe as an nbconvert preprocessor (see nbgrader_config.py): for every notebook an
+    HTMLExporter renders, unless it was made safe already (resources[MARK])."""
+
+    def preprocess(self, nb, resources):
+        if not (resources or {}).get(MARK):
+            make_safe(nb)
+        return nb, resources
