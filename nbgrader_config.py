@@ -57,3 +57,7 @@ c.GenerateFeedback.exporter_class = "autograder.grader.scoped.FeedbackExporter"
 # submission, which runs on the instructor's Jupyter origin) renders a notebook made safe first
 # (autograder/grader/pages.py: learner markdown, raw cells and outputs cleaned by bleach).
 c.HTMLExporter.preprocessors = ["autograder.grader.pages.SafeHTML"]
+# and in formgrader's server, its view of a submission forbids any script but formgrader's own
+from autograder.grader.pages import protect_formgrader  # noqa: E402
+
+protect_formgrader()

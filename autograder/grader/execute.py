@@ -45,8 +45,8 @@ class SandboxedExecute(Execute):
     """nbgrader's Execute, with the learner's kernel inside the sandbox (sandbox.py) and the
     bounds above. Each is a traitlet, so nbgrader_config.py (or the command line) can set it."""
 
-    notebook_seconds = Integer(240, help="Seconds one notebook's cells run at most, all together").tag(config=True)
-    learner_seconds = Integer(480, help="Seconds all of one learner's notebooks run at most").tag(config=True)
+    notebook_seconds = Integer(180, help="Seconds one notebook's cells run at most, all together").tag(config=True)
+    learner_seconds = Integer(360, help="Seconds all of one learner's notebooks run at most").tag(config=True)
     max_cells = Integer(1000, help="Code cells of one notebook run at most").tag(config=True)
     max_output_bytes = Integer(2 * 2**20, help="Characters of one output kept at most").tag(config=True)
     max_notebook_output_bytes = Integer(8 * 2**20, help="Characters of one notebook's outputs kept").tag(config=True)

@@ -113,6 +113,8 @@ class RegularFilesOnly(BaseConverter):
         kept, left = files_of(source, list(self.coursedir.ignore) + ["*.ipynb"])
         notes = self.folder_notes.setdefault(student_id, [])
         for rel, why in left:
+            if rel == "timestamp.txt":
+                continue  # timestamp_of says what is wrong with it
             notes.append(f"the file `{rel}` in your submission {why}: not used")
         for rel, content in kept:
             if rel == "timestamp.txt" and timestamp_of(source)[0] is None:

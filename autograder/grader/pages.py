@@ -109,6 +109,9 @@ def make_safe(nb):
     """nb (changed in place) with nothing in it that can run script when rendered as HTML."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id is not None and not (isinstance(grade_id, str) and re.fullmatch(r"[\w-]{1,100}", grade_id)):
+            cell.metadata.pop("nbgrader")  # formgrader writes it into attributes unescaped
         tags = cell.get("metadata", {}).get("tags")
         if tags is not None:
             cell.metadata["tags"] = [t for t in tags if isinstance(t, str) and re.fullmatch(r"[\w-]{1,50}", t)]
@@ -134,3 +137,45 @@ class SafeHTML(Preprocessor):
         if not (resources or {}).get(MARK):
             make_safe(nb)
         return nb, resources
+
+
+# --- formgrader's view of a submission ----------------------------------------------------------
+
+FORMGRADER_HANDLERS = "nbgrader.server_extensions.formgrader.handlers"
+
+
+def formgrader_policy(nonce):
+    """The Content-Security-Policy of formgrader's view of a submission: scripts from the server
+    itself and formgrader's own (which carry the page's nonce); no inline script or handler of
+    the notebook's, no plugins, frames or base URL."""
+    return (f"script-src 'self' 'nonce-{nonce}'; object-src 'none'; base-uri 'none'; frame-src 'none'; "
+            "form-action 'self'; frame-ancestors 'self'")
+
+
+def with_nonce(page, nonce):
+    """Formgrader's page with the nonce on formgrader's own scripts: those before the notebook
+    (its header and navigation bar), never one inside it."""
+    start = re.search(r'<div\b[^>]*\bid="notebook"', page)
+    if start is None:  # not formgrader's page as known: no script gets the nonce (none runs)
+        return page
+    return re.sub(r"<script\b", f'<script nonce="{nonce}"', page[:start.start()]) + page[start.start():]
+
+
+def protect_formgrader():
+    """In a Jupyter server running formgrader (whose extension loads nbgrader_config.py, which
+    calls this), give its view of a submission the policy above. Elsewhere: nothing."""
+    import secrets
+    import sys
+    handlers = sys.modules.get(FORMGRADER_HANDLERS)
+    if handlers is None or getattr(handlers.SubmissionHandler, "_ninja_policy", False):
+        return
+    write = handlers.SubmissionHandler.write
+
+    def protected_write(self, chunk):
+        if isinstance(chunk, str) and "<html" in chunk[:2000]:
+            nonce = secrets.token_urlsafe(18)
+            self.set_header("Content-Security-Policy", formgrader_policy(nonce))
+            chunk = with_nonce(chunk, nonce)
+        return write(self, chunk)
+    handlers.SubmissionHandler.write = protected_write
+    handlers.SubmissionHandler._ninja_policy = True
