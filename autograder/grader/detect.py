@@ -8,7 +8,8 @@ restricted.py's allowlist reports its array arguments here. Each tensor or array
 compared with the run's source tensors (the case's inputs and the gradients handed to the
 answer) of the same shape: it is a *perturbed copy* of one when it equals it except at a few
 elements (at most a tenth of them) that differ by little (at most 1% of the source's largest
-value), or when it is the source shifted as a whole by one small constant. Finite
+value, and by one step h, up to its sign, where more than two differ: rounding noise of a
+recomputation does not), or when it is the source shifted as a whole by one small constant. Finite
 differences need the function evaluated at several such points: a source evaluated at two
 sparse perturbations (two elements, two rows, +h and -h at one element), or shifted by
 +h and -h, or at three different shifts, trips the watch. One small shift of a source, as
@@ -106,7 +107,8 @@ class Watch(TorchFunctionMode):
             if shift != 0 and (np.abs(d - shift) <= 1e-3 * abs(shift) + rounding)[nz].all() and \
                     (nz.size == d.size or (np.abs(src.flat[d == 0]) * eps >= abs(shift) / 4).all()):
                 return src, "shift", float(f"{shift:.3g}")
-            if nz.size <= max(1, SPARSE * d.size):
+            if nz.size <= 2 or nz.size <= SPARSE * d.size and (
+                    np.abs(np.abs(d[nz]) - abs(shift)) <= 1e-3 * abs(shift) + rounding[nz]).all():
                 return src, "sparse", (tuple(nz[:16].tolist()), tuple(np.sign(d[nz[:16]]).tolist()))
         return None
 

@@ -140,6 +140,8 @@ def _named(obj):
     """What obj is, for a message."""
     if isinstance(obj, types.ModuleType):
         return f"module {obj.__name__}"
+    if isinstance(obj, types.FunctionType) and "ninja_wraps" in obj.__dict__:
+        return obj.__dict__["ninja_wraps"]
     return getattr(obj, "__qualname__", None) if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) \
         else type(obj).__name__
 
@@ -150,8 +152,9 @@ def _tensor_ok(t, what):
     if t.requires_grad:
         raise NotAllowed(f"{what} gave a tensor that requires grad: gradients must be computed by hand")
     if t.layout != torch.strided or t.is_nested or t.device.type != "cpu" or t.is_quantized:
-        raise NotAllowed(f"{what} gave a {t.layout} tensor on {t.device} "
-                         "(only dense tensors on the CPU are allowed in an answer)")
+        kind = "nested" if t.is_nested else "quantized" if t.is_quantized else str(t.layout).replace("torch.", "")
+        raise NotAllowed(f"{what} gave a {kind} tensor on {t.device.type}: only dense tensors on the CPU "
+                         "are allowed in an answer")
     return t
 
 
