@@ -95,8 +95,9 @@ def run_child(exercise, job, fd_in, fd_out):
 
 
 def serve(fd_in, fd_out):
-    from .. import replay  # the only module that executes learner code
-    from . import detect, restricted  # noqa: F401  (imported once, before any fork)
+    from .. import forward, replay, score  # noqa: F401  (replay: the only module that executes learner code)
+    from . import detect, restricted  # noqa: F401  (all imported once, before any fork)
+    import torch.nn.functional  # noqa: F401
     global CHILD_SECONDS
     replay.LANGUAGE = restricted  # answers run in RestrictedPython here
     torch.set_num_threads(1)

@@ -38,12 +38,25 @@ SUBTRACTIONS = {torch.sub, torch.subtract, torch.Tensor.sub, torch.Tensor.sub_, 
                 torch.Tensor.__rsub__, torch.Tensor.__isub__, torch.Tensor.subtract, torch.rsub}
 
 
+_samples = {}  # number of elements -> the positions compared first
+
+
 class _Source:
+    """A source tensor, made ready for comparison when first needed."""
+
     def __init__(self, t):
-        self.flat = t.detach().reshape(-1).to(torch.float64).numpy()
-        self.scale = float(np.abs(self.flat).max()) if self.flat.size else 0.0
-        self.sample = np.linspace(0, max(self.flat.size - 1, 0), min(SAMPLE, self.flat.size)).astype(np.int64)
+        self.t, self._flat = t, None
         self.sparse, self.shifts = set(), set()
+
+    def ready(self):
+        if self._flat is None:
+            self._flat = self.t.detach().reshape(-1).to(torch.float64).numpy()
+            size = self._flat.size
+            self.scale = float(np.abs(self._flat).max()) if size else 0.0
+            if size not in _samples:
+                _samples[size] = np.linspace(0, max(size - 1, 0), min(SAMPLE, size)).astype(np.int64)
+            self.sample = _samples[size]
+        return self._flat
 
 
 class Watch(TorchFunctionMode):
@@ -65,6 +78,10 @@ class Watch(TorchFunctionMode):
         if type(v) is torch.Tensor and v.is_floating_point() and v.numel():
             self.sources.setdefault(tuple(v.shape), []).append(_Source(v))
             self.ids.add(id(v))
+
+    def quiet(self):
+        """A block of the grader's own work, not watched (its forward pass, its updates)."""
+        return torch._C.DisableTorchFunction()
 
     def begin(self):
         self.tripped_at = None
@@ -90,22 +107,23 @@ class Watch(TorchFunctionMode):
         to change it in that dtype, it may stay equal), "sparse" if it differs at a few
         elements only."""
         for src in self.sources.get(shape, ()):
-            if src.flat.size != flat.size:
+            src_flat = src.ready()
+            if src_flat.size != flat.size:
                 continue
-            d = flat[src.sample] - src.flat[src.sample]
+            d = flat[src.sample].astype(np.float64) - src_flat[src.sample]
             limit = CLOSE * max(src.scale, 1e-12)
             if np.abs(d).max(initial=0.0) > limit:
                 continue
-            d = flat - src.flat
+            d = flat.astype(np.float64) - src_flat
             if not np.isfinite(d).all():
                 continue
             nz = np.flatnonzero(d)
             if nz.size == 0 or np.abs(d).max() > limit:
                 continue
             shift = float(np.median(d[nz]))
-            rounding = 4 * eps * np.maximum(np.abs(src.flat), abs(shift))
+            rounding = 4 * eps * np.maximum(np.abs(src_flat), abs(shift))
             if shift != 0 and (np.abs(d - shift) <= 1e-3 * abs(shift) + rounding)[nz].all() and \
-                    (nz.size == d.size or (np.abs(src.flat[d == 0]) * eps >= abs(shift) / 4).all()):
+                    (nz.size == d.size or (np.abs(src_flat[d == 0]) * eps >= abs(shift) / 4).all()):
                 return src, "shift", float(f"{shift:.3g}")
             if nz.size <= 2 or nz.size <= SPARSE * d.size and (
                     np.abs(np.abs(d[nz]) - abs(shift)) <= 1e-3 * abs(shift) + rounding[nz]).all():
@@ -115,22 +133,24 @@ class Watch(TorchFunctionMode):
     def _look(self, x):
         """Check one argument; True if it is (or comes from) a perturbed copy."""
         if type(x) is torch.Tensor:
-            if id(x) in self.ids or not x.is_floating_point() or x.device.type != "cpu" or x.layout != torch.strided:
+            shape = tuple(x.shape)
+            if shape not in self.sources or id(x) in self.ids:
                 return getattr(x, "ninja_perturbed", False)
             version = x._version
             if getattr(x, "ninja_seen", None) == version:
                 return getattr(x, "ninja_perturbed", False)
-            shape = tuple(x.shape)
-            found = None
-            if shape in self.sources:
-                found = self._perturbation(x.detach().reshape(-1).to(torch.float64).numpy(), shape,
-                                           torch.finfo(x.dtype).eps)
             x.ninja_seen = version
+            if not x.is_floating_point() or x.layout != torch.strided or x.device.type != "cpu":
+                return getattr(x, "ninja_perturbed", False)
+            flat = x.detach().reshape(-1)
+            if flat.dtype not in (torch.float32, torch.float64):
+                flat = flat.to(torch.float64)
+            found = self._perturbation(flat.numpy(), shape, torch.finfo(x.dtype).eps)
         elif type(x) is np.ndarray:
             shape = x.shape
             if shape not in self.sources or x.dtype.kind != "f":
                 return False
-            found = self._perturbation(x.reshape(-1).astype(np.float64), tuple(shape), float(np.finfo(x.dtype).eps))
+            found = self._perturbation(x.reshape(-1), tuple(shape), float(np.finfo(x.dtype).eps))
         else:
             return False
         if found is None:

@@ -147,6 +147,11 @@ def _named(obj):
 
 
 def _tensor_ok(t, what):
+    with torch._C.DisableTorchFunction():  # the watch need not see the grader's own checks
+        return _tensor_checked(t, what)
+
+
+def _tensor_checked(t, what):
     if type(t) is not torch.Tensor:
         raise NotAllowed(f"{what} gave a {type(t).__name__}: only plain tensors are allowed in an answer")
     if t.requires_grad:
