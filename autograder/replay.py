@@ -22,6 +22,7 @@ import torch
 from .statements import Statement
 
 STATEMENT_SECONDS = 10  # one statement of an answer (or one call of backward) at most
+WATCH_EVERY = 10  # Exercise 4's short training run: the steps the finite-difference watch sees
 
 
 class PlainPython:
@@ -97,7 +98,10 @@ def execute(st, ns):
             return f"{type(e).__name__}: {str(e)[:300]} (line {line})"
 
 
-def run_statements(statements, ns, answered=(), give=None):
+NUMERICAL = "a numerical gradient (the loss evaluated on perturbed inputs) is not a hand-derived one"
+
+
+def run_statements(statements, ns, answered=(), give=None, watch=None):
     """Execute the statements in ns, in order, each on its own.
 
     answered: the variables the grader judges (e.g. "dprobs"). Each is recorded at the last
@@ -105,13 +109,19 @@ def run_statements(statements, ns, answered=(), give=None):
     before a statement first reads it. After recording, give(name, answer) may return a tensor
     that the namespace holds under that name from then on (restored after every statement, so
     an alias changed in place cannot alter it); the learner's code never sees it earlier.
+    watch (the trusted child's finite-difference detector, or None): told of the namespace's
+    tensors and of each value given; a statement during which it trips, or that reads a name
+    such a statement wrote, marks the judged variables it writes as numerical.
     Returns ({name: tensor, or the type name of a non-tensor, or None}, {name: error}, [errors
-    of statements that define no judged variable])."""
+    of statements that define no judged variable], {name: why numerical})."""
     last = {}
     for i, st in enumerate(statements):
         for name in st.writes & set(answered):
             last[name] = i
     answers, errors, other, given, unrun = {}, {}, [], {}, {}
+    numerical, tainted = {}, set()
+    if watch is not None:
+        watch.run(ns)
 
     written = {n for st in statements for n in st.writes} - set(answered)
 
@@ -127,12 +137,22 @@ def run_statements(statements, ns, answered=(), give=None):
         if isinstance(t, torch.Tensor):
             given[name] = t
             ns[name] = t.clone()
+            if watch is not None:
+                watch.source(t)
 
     for i, st in enumerate(statements):
         for name in answered:
             if name not in answers and name not in last and name in st.reads:
                 record(name)
+        if watch is not None:
+            watch.begin()
         error = execute(st, ns)
+        if watch is not None:
+            why = watch.tripped() or (f"it uses {sorted(st.reads & tainted)[0]}" if st.reads & tainted else "")
+            if why:
+                tainted |= st.writes - set(answered)
+                for name in st.writes & set(answered):
+                    numerical.setdefault(name, f"{NUMERICAL} ({why}, line {st.line})")
         if error:
             missing = re.match(r"NameError: name '(\w+)' is not defined", error)
             if missing and missing.group(1) in unrun:  # say why that name is missing
@@ -152,12 +172,15 @@ def run_statements(statements, ns, answered=(), give=None):
     for name in answered:
         if name not in answers:
             record(name)
-    return answers, errors, other
+    return answers, errors, other, numerical
 
 
-def replay_exercise(statements, ns, answered, give=None):
-    """{name: answer}, {name: error} of one run of Exercises 1 to 3's answers."""
-    answers, errors, other = run_statements([Statement.from_dict(s) for s in statements], ns, answered, give)
+def replay_exercise(statements, ns, answered, give=None, watch=None):
+    """{name: answer}, {name: error} of one run of Exercises 1 to 3's answers (a numerical
+    answer's error is its NUMERICAL message, under "numerical:<name>")."""
+    answers, errors, other, numerical = run_statements([Statement.from_dict(s) for s in statements], ns,
+                                                       answered, give, watch)
+    errors.update({f"numerical:{k}": v for k, v in numerical.items()})
     for name, v in answers.items():
         if isinstance(v, str):  # a non-tensor: say what it is
             errors[name] = f"{name} is a {v}, not a tensor"
@@ -169,34 +192,46 @@ def replay_exercise(statements, ns, answered, give=None):
 
 def define_backward(statements, ns):
     """Run Exercise 4's answer cell in ns (the notebook's names): its `backward`, or None, and errors."""
-    _, errors, other = run_statements([Statement.from_dict(s) for s in statements], ns, ["backward"])
+    _, errors, other, _ = run_statements([Statement.from_dict(s) for s in statements], ns, ["backward"])
     fn = ns.get("backward")
     if not callable(fn):
         return None, errors.get("backward") or (other[0] if other else "the answer cell does not define a function `backward`")
     return fn, ""
 
 
-def call_backward(fn, ns, params, Xb, Yb, forward, names):
-    """The learner's gradients for one step: a list of 7 (None where missing), or an error.
+def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None):
+    """The learner's gradients for one step: a list of 7 (None where missing), or an error
+    (NUMERICAL's if the watch tripped during the call).
     The notebook's globals are set to this step's parameters and batch first, so a backward
     that reads them (instead of its arguments) sees what the notebook would give it."""
     ns.update(dict(zip(names, params)), parameters=list(params), Xb=Xb, Yb=Yb)
-    _, cache = forward(Xb, Yb, list(params))
+    if watch is not None:
+        watch.run({"Xb": Xb, "Yb": Yb, **dict(zip(names, params))})
+    with watch.quiet() if watch is not None else contextlib.nullcontext():
+        _, cache = forward(Xb, Yb, list(params))
+    if watch is not None:
+        for v in cache.values():
+            watch.source(v)
+        watch.begin()
     with silenced(), time_limit(STATEMENT_SECONDS):
         try:
             grads = fn(Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()})
         except BaseException as e:
             return None, f"{type(e).__name__}: {str(e)[:300]}"
+    if watch is not None and watch.tripped():
+        return None, f"{NUMERICAL} ({watch.tripped()})"
     grads = list(grads) if isinstance(grads, (list, tuple)) else []
     grads += [None] * (len(names) - len(grads))
     return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:len(names)]], ""
 
 
-def run_job(job, give):
+def run_job(job, give, watch=None):
     """Replay one exercise's answers on every case of `job` (plain data, built by the grader,
     see score.build_job), reporting through give(case, run, name, value), which records the
     value and returns what the namespace holds under that name from then on (or None).
-    Returns {"<case>/<run>/<name>": error}."""
+    watch: see run_statements (the trusted child's; None in the learner's kernel).
+    Returns {"<case>/<run>/<name>": error}, a numerical answer's under
+    "numerical/<case>/<run>/<name>"."""
     import torch.nn.functional as F
     errors = {}
     base = LANGUAGE.globals_for({"torch": torch, "F": F, **job["constants"]})
@@ -205,8 +240,9 @@ def run_job(job, give):
             for run in case["runs"]:
                 ns = {**base, **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case["ns"].items()}}
                 _, errs = replay_exercise(job["statements"], ns, job["answered"],
-                                          lambda name, value: give(case["name"], run, name, value))
-                errors.update({f"{case['name']}/{run}/{k}": v for k, v in errs.items()})
+                                          lambda name, value: give(case["name"], run, name, value), watch)
+                errors.update({(f"numerical/{case['name']}/{run}/{k[10:]}" if k.startswith("numerical:") else
+                                f"{case['name']}/{run}/{k}"): v for k, v in errs.items()})
         return errors
     # Exercise 4: the answer cell defines backward, called on each case and for a short run
     from .forward import forward_ex4
@@ -214,19 +250,29 @@ def run_job(job, give):
     ns = {**base, "forward": forward_ex4}
     fn, error = define_backward(job["statements"], ns)
     for case in job["cases"]:
-        grads, err = call_backward(fn, ns, case["params"], case["Xb"], case["Yb"], forward_ex4, names) if fn else (None, error)
+        grads, err = call_backward(fn, ns, case["params"], case["Xb"], case["Yb"], forward_ex4, names,
+                                   watch) if fn else (None, error)
         for name, g in zip(names, grads or [None] * len(names)):
             give(case["name"], "step", name, g)
         if err:
             errors[f"{case['name']}/step/backward"] = err
+        if err.startswith(NUMERICAL):
+            errors.update({f"numerical/{case['name']}/step/{name}": err for name in names})
     train = job["training"]
     params = [p.clone() for p in train["params"]]
-    for Xb, Yb in zip(train["Xb"], train["Yb"]) if fn else []:
-        grads, err = call_backward(fn, ns, params, Xb, Yb, forward_ex4, names)
+    for step, (Xb, Yb) in enumerate(zip(train["Xb"], train["Yb"]) if fn else []):
+        # the watch sees every WATCH_EVERY-th step (to save time): a backward pass right on the
+        # steps it sees is right on all of them, numerical or not, and the steps it does not
+        # see gain a numerical backward nothing it did not have
+        watched = watch if step % WATCH_EVERY == 0 else None
+        with watch.quiet() if watch is not None and watched is None else contextlib.nullcontext():
+            grads, err = call_backward(fn, ns, params, Xb, Yb, forward_ex4, names, watched)
+        if err.startswith(NUMERICAL):
+            errors["numerical/training/final/training"] = err
         if err or any(g is None or g.numel() != p.numel() for g, p in zip(grads, params)):
             errors["training/final/backward"] = err or "backward did not return 7 gradients of the parameters' sizes"
             return errors
-        with torch.no_grad():
+        with torch.no_grad(), watch.quiet() if watch is not None else contextlib.nullcontext():
             for p, g in zip(params, grads):
                 p -= train["lr"] * g.reshape(p.shape)
     for name, p in zip(names, params if fn else [None] * len(names)):

@@ -39,6 +39,7 @@ class Verdict:
     ok: bool = False
     message: str = ""
     rows: list = field(default_factory=list)   # (case, "own step" | "random upstream", Row)
+    grader_error: bool = False                 # not judged: the grader failed, not the learner
 
     @property
     def points(self):
@@ -121,19 +122,49 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
                 constants=constants, cases=job_cases)
 
 
-def valid(value):
-    """An answer as the grader keeps it: a dense float tensor (a copy), a type name, or None.
-    Whatever came back from learner code is checked before any use."""
-    if isinstance(value, str):
-        return value[:40]
-    if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_quantized \
-            or value.dim() > 8 or value.numel() > MAX_ELEMENTS or value.is_complex():
-        return None if value is None or not isinstance(value, torch.Tensor) else "oversized or unusual tensor"
+REFUSED = "refused: "  # a valid() answer that is a description: why the tensor cannot be judged
+
+
+def describe(value):
+    """'' if value is a tensor the grader can judge (dense, strided, on the CPU, a real float
+    dtype, a plain torch.Tensor), else what it is instead."""
     try:
-        return value.detach().clone(memory_format=torch.contiguous_format).to(
-            value.dtype if value.is_floating_point() else torch.float32)
+        if type(value) is not torch.Tensor:
+            return f"a {type(value).__name__}, not a plain tensor"
+        if value.is_nested:
+            return "a nested tensor"
+        if value.layout != torch.strided:
+            return f"a {str(value.layout).replace('torch.', '')} tensor, not a dense one"
+        if value.device.type != "cpu":
+            return f"a tensor on {value.device.type}, not on the CPU"
+        if value.is_quantized:
+            return "a quantized tensor"
+        if not value.is_floating_point():
+            return f"a {str(value.dtype).replace('torch.', '')} tensor, not a float one"
+        if value.dim() > 8 or value.numel() > MAX_ELEMENTS:
+            return "an oversized tensor"
+        return ""
     except Exception:
-        return "unreadable tensor"
+        return "an unreadable tensor"
+
+
+def valid(value):
+    """An answer as the grader keeps it: a dense float tensor on the CPU (a copy), a type
+    name, REFUSED + why for any other tensor, or None. Whatever came back from learner code
+    is checked before any use; nothing in it can raise here."""
+    if isinstance(value, str):
+        return value[:80]
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor):
+        return None
+    why = describe(value)
+    if why:
+        return REFUSED + why
+    try:
+        return value.detach().clone(memory_format=torch.contiguous_format)
+    except Exception:
+        return REFUSED + "an unreadable tensor"
 
 
 class Collector:
@@ -147,7 +178,10 @@ class Collector:
     def give(self, case, run, name, value):
         key = (case, run, name)
         if key not in self.answers:
-            self.answers[key] = valid(value)
+            try:
+                self.answers[key] = valid(value)
+            except Exception:
+                self.answers[key] = REFUSED + "an unreadable tensor"
         c = self.cases.get(case)
         if self.exercise != "ex1" or c is None or not isinstance(name, str):
             return None
@@ -166,7 +200,11 @@ def _judge(row):
 
 
 def _compare(name, dt, t):
-    row = compare(name, dt if isinstance(dt, torch.Tensor) else None, t)
+    try:
+        row = compare(name, dt if isinstance(dt, torch.Tensor) else None, t)
+    except Exception as e:  # an answer valid() let through but the comparison cannot take
+        from .compare import Row
+        row = Row(name, None, tuple(t.shape), note=f"could not be compared ({type(e).__name__})")
     row.ref_max = t.abs().max().item() if t.numel() else 0.0
     return row
 
@@ -191,7 +229,12 @@ def score(exercise, collector, errors):
                 v.rows.append((c.name, kind, row))
                 if not _judge(row):
                     failed.append((c, kind, dt, expected[0]))
-        v.ok = not failed
+        numerical = next((e for key, e in errors.items() if key.startswith("numerical/")
+                          and key.split("/")[-1] == label), "")
+        v.ok = not failed and not numerical
+        if numerical:
+            v.message = numerical
+            continue
         note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
         errs = [errors.get(f"{c}/{step}/{label}") for c in collector.cases]
         error = errors.get("process") or next((e for e in errs if e), errors.get(f"notebook/{step}/backward", ""))
@@ -216,6 +259,8 @@ def _message(k, failed, error, ex):
     """Why a gradient is wrong: its own error if it is missing, right on the notebook's batch
     only, not following a random upstream, or the likely mistake where it first failed."""
     c, kind, dt, expected = failed[0]
+    if isinstance(dt, str) and dt.startswith(REFUSED):
+        return f"not judged: {dt[len(REFUSED):]} (an answer must be a dense float tensor on the CPU)"
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) else None
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
@@ -242,6 +287,9 @@ def _bessel(k, c, ex):
 
 
 def _score_training(collector, errors, v):
+    if errors.get("numerical/training/final/training"):
+        v.message = errors["numerical/training/final/training"]
+        return
     trained = [collector.answer("training", "final", k) for k in model.PARAM_NAMES]
     if any(not isinstance(t, torch.Tensor) for t in trained):
         error = errors.get("process") or errors.get("training/final/backward", "")

@@ -1,68 +1,326 @@
-"""The language answers are replayed in: RestrictedPython, with what the exercises need.
+"""The language answers are replayed in: RestrictedPython, where an answer reaches only what
+the exercises need, as objects (an allowlist, not a list of denied names).
 
 An answer statement is compiled by RestrictedPython (no name or attribute starting with `_`,
-no exec, eval, getattr, open or globals), imports only torch, torch.nn.functional, math and
-numpy, and every attribute access goes through a guard at run time that refuses autograd
-(`.grad`, `.backward`, `requires_grad`, `torch.autograd`, `torch.func`, `enable_grad`,
-`nn.Parameter`) and the ways out (`torch.load`, `torch.ops`, `numpy.ctypeslib`, ...),
-whatever the spelling that reached them. Honest code in every style learners use (loops,
-einsum, F.one_hot, index_add_, helper functions, lambdas, comprehensions, `+=` on slices)
-keeps working.
+no exec, eval, open or globals) and imports only torch, torch.nn(.functional), torch.linalg,
+math and numpy(.linalg). Every attribute access goes through `_getattr` at run time, which
+looks at the object it is asked about and allows only:
+
+- on the allowed modules (by identity), the functions and constants of an explicit list
+  (TORCH, FUNCTIONAL, NUMPY, ...: what learners use to write gradients by hand);
+- on tensors, numpy arrays, the values torch's functions return (`.values`, `.indices`) and
+  Python's own data (lists, dicts, strings, numbers), the methods and properties of a list;
+- on the answer's own classes and their instances, what the answer itself defined.
+
+Anything else is refused with a message naming it, however it was reached: `getattr` with a
+computed name, a function's or a module's other attributes, lists of functions such as
+`torch.overrides.get_ignored_functions()` (torch.overrides is not on the list), descriptors,
+`type()` and `object` (not builtins here), `str.format`/`format_map` (not on the list of
+string methods: a format string could read attributes), `vars`, `dir`, `__dict__`.
+
+Every callable handed out is wrapped: it refuses `requires_grad=True` and checks what it
+returns (`checked`): only plain data, and tensors that are dense, strided, on the CPU and do
+not require grad (no meta, sparse, nested or quantized tensors, no tensor subclasses such as
+MaskedTensor or Parameter). Nothing on the list switches grad mode on (`set_grad_enabled`,
+`enable_grad`, `inference_mode`, `torch._C`, autograd, graphs and `grad_fn` are unreachable),
+and the sandboxed child turns it off before any answer runs (child.py): autograd is not
+something an answer can switch on.
+
+Writes (`x.a = v`, `x[i] = v`, `del`, `setattr`) are allowed only on tensors, numpy arrays,
+lists, dicts and sets, and on instances of the answer's own classes; never on a module, a
+function, a class or anything the grader owns. The module-level containers of torch, numpy
+and math are not on the lists, so an answer never holds one; the real guarantee that nothing
+survives from one exercise to the next is that each exercise is replayed in a fresh process
+(child.py's fork server).
+
+Honest code in every style learners use (loops, einsum, F.one_hot, index_add_, helper
+functions, lambdas, comprehensions, `+=` on slices, numpy, `with torch.no_grad()`) keeps
+working.
 """
 import ast
 import builtins
+import importlib
+import math
 import operator
 import types
 
-from RestrictedPython import compile_restricted, safe_builtins, utility_builtins
+import numpy as np
+import torch
+import torch.nn.functional as F
+from RestrictedPython import compile_restricted
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
-ALLOWED_IMPORTS = {"torch", "torch.nn", "torch.nn.functional", "math", "numpy", "numpy.linalg"}
-# Attributes no answer may touch, on any object: autograd, and what reaches files, processes,
-# compiled code or the interpreter.
-DENIED_ATTRIBUTES = {
-    "grad", "backward", "requires_grad", "requires_grad_", "retain_grad", "retains_grad", "grad_fn",
-    "register_hook", "autograd", "func", "functorch", "enable_grad", "set_grad_enabled", "Parameter",
-    "detect_anomaly", "set_detect_anomaly", "jit", "compile", "compiler", "ops", "library", "utils",
-    "hub", "multiprocessing", "distributed", "load", "save", "from_file", "storage", "untyped_storage",
-    "testing", "backends", "cuda", "mps", "xpu", "export", "fx", "onnx", "package", "profiler",
-    "set_default_dtype", "set_default_device", "set_num_threads", "manual_seed", "seed",
-    "ctypeslib", "ctypes", "lib", "f2py", "distutils", "memmap", "fromfile", "tofile", "savez",
-    "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "DataSource", "os", "sys",
-    "gi_frame", "gi_code", "f_back", "f_globals", "f_locals", "tb_frame", "cr_frame",
+ALLOWED_IMPORTS = {"torch", "torch.nn", "torch.nn.functional", "torch.linalg", "math", "numpy", "numpy.linalg"}
+
+# What of torch, torch.nn.functional, math and numpy an answer may use (module -> names).
+_MATH_OPS = """abs absolute add addmm all allclose amax amin any arange argmax argmin argsort baddbmm bincount
+    bmm broadcast_tensors broadcast_to cat ceil chunk clamp clamp_max clamp_min clip clone column_stack concat
+    concatenate cos cosh count_nonzero cummax cummin cumprod cumsum diag diag_embed diagflat diagonal diff div
+    divide dot dsplit einsum empty empty_like eq equal erf exp exp2 expand_copy expm1 eye flatten flip fliplr
+    flipud float_power floor floor_divide fmax fmin fmod frac full full_like gather ge ger gt hsplit hstack
+    index_add index_copy index_fill index_put index_reduce index_select inner isclose isfinite isinf isnan
+    kron le lerp linspace log log10 log1p log2 log_softmax logaddexp logical_and logical_not logical_or
+    logical_xor logspace logsumexp lt masked_fill masked_scatter masked_select matmul max maximum mean median
+    min minimum mm moveaxis movedim mul multiply mv nan_to_num nanmean nansum narrow ne neg negative nonzero
+    norm numel ones ones_like outer permute pow prod rand rand_like randint randn randn_like range ravel
+    reciprocal relu remainder repeat_interleave reshape roll rot90 round rsqrt scatter scatter_add
+    scatter_reduce select sgn sigmoid sign signbit sin sinh softmax sort split sqrt square squeeze stack std
+    std_mean sub subtract sum swapaxes swapdims t take take_along_dim tan tanh tensor tensordot tile topk trace
+    transpose tril tril_indices triu triu_indices true_divide trunc unbind unflatten unique unique_consecutive
+    unsqueeze var var_mean vsplit vstack where xlogy zeros zeros_like""".split()
+TORCH = set(_MATH_OPS) | {
+    "as_tensor", "from_numpy", "addcmul", "addcdiv", "addmv", "addr", "addbmm", "cdist", "cross", "flatten", "no_grad", "is_tensor", "is_floating_point", "is_grad_enabled", "Size",
+    "float", "float16", "float32", "float64", "double", "half", "bfloat16", "int", "int8", "int16", "int32",
+    "int64", "long", "uint8", "bool", "pi", "e", "inf", "nan", "nn", "linalg"}
+FUNCTIONAL = set("""one_hot softmax log_softmax softmin cross_entropy nll_loss relu relu6 leaky_relu elu gelu silu
+    tanh sigmoid logsigmoid softplus linear embedding batch_norm layer_norm normalize pad mse_loss l1_loss
+    hardtanh threshold""".split())
+NUMPY = set("""abs absolute add all allclose amax amin any arange argmax argmin argsort array array_equal asarray
+    ascontiguousarray atleast_1d atleast_2d bincount broadcast_to ceil clip column_stack concatenate copy cos
+    cosh cumprod cumsum diag diagonal diff divide dot einsum empty empty_like equal exp exp2 expand_dims expm1
+    eye flip float16 float32 float64 float_ floor full full_like hstack identity inner int16 int32 int64 int8
+    int_ isclose isfinite isinf isnan kron linalg linspace log log10 log1p log2 logaddexp matmul max maximum
+    mean median min minimum moveaxis multiply nan inf pi e nan_to_num nansum ndim negative newaxis nonzero
+    ones ones_like outer power prod ravel reciprocal repeat reshape round rint shape sign sin sinh size sort
+    split sqrt square squeeze stack std subtract sum swapaxes take take_along_axis tan tanh tensordot tile
+    trace transpose tril triu true_divide uint8 unique var vstack where zeros zeros_like bool_""".split())
+LINALG = {"norm", "inv", "pinv", "det", "solve", "matrix_norm", "vector_norm", "svd", "eigh", "qr", "cholesky"}
+MODULES = {torch: ("torch", TORCH), torch.nn: ("torch.nn", {"functional"}), F: ("torch.nn.functional", FUNCTIONAL),
+           torch.linalg: ("torch.linalg", LINALG), np: ("numpy", NUMPY), np.linalg: ("numpy.linalg", LINALG),
+           math: ("math", {n for n in dir(math) if not n.startswith("_")})}
+
+_COMMON = {"T", "all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy", "cumprod", "cumsum",
+           "diagonal", "dot", "dtype", "fill", "flatten", "item", "max", "mean", "min", "ndim", "nonzero",
+           "prod", "ravel", "repeat", "reshape", "round", "shape", "size", "sort", "squeeze", "std", "sum",
+           "swapaxes", "tolist", "trace", "transpose", "var"}
+# Tensor methods and properties: the maths above, in place or not, and the tensor's own shape business.
+TENSOR = _COMMON | {n for n in _MATH_OPS if n not in {"tensor", "zeros", "ones", "empty", "full", "eye", "arange",
+                                                      "linspace", "logspace", "rand", "randn", "randint",
+                                                      "range", "tril_indices", "triu_indices"}} | {
+    n + "_" for n in _MATH_OPS} | set("""H mT mH data device layout is_contiguous is_floating_point is_complex
+    contiguous cpu detach double float half bfloat16 int long bool short byte char to type type_as view view_as
+    reshape_as expand expand_as repeat new_zeros new_ones new_full new_empty new_tensor numpy dim nelement
+    element_size stride storage_offset fill_ zero_ copy_ fill_diagonal_ index_put_ put_ masked_fill_ sum_to_size
+    unfold apply_ map_ resize_as_ div_ mul_ add_ sub_ pow_ neg_ exp_ log_ tanh_ sqrt_ abs_ clamp_ real imag
+    itemsize nbytes addmm_ addmv addr addcmul addcdiv addcmul_ addcdiv_ argwhere square_ sign_""".split())
+TENSOR -= {"map_", "apply_"}  # they call back into Python per element with grader-made arguments: not needed
+NDARRAY = _COMMON | {"itemsize", "nbytes", "T", "real", "imag", "conj", "cumsum", "choose", "compress", "ptp",
+                     "searchsorted", "argpartition", "partition"}
+RETURN_TYPES = {"values", "indices", "mean", "std", "var", "eigenvalues", "eigenvectors", "U", "S", "Vh", "Q", "R",
+                "L", "count", "index"}
+PYTHON = {
+    list: {"append", "extend", "pop", "insert", "index", "count", "reverse", "sort", "copy", "clear", "remove"},
+    dict: {"items", "keys", "values", "get", "update", "setdefault", "pop", "copy", "clear", "popitem"},
+    set: {"add", "update", "discard", "remove", "pop", "union", "intersection", "difference", "issubset",
+          "issuperset", "copy", "clear", "symmetric_difference", "isdisjoint"},
+    frozenset: {"union", "intersection", "difference", "issubset", "issuperset", "copy", "isdisjoint"},
+    tuple: {"index", "count"}, torch.Size: {"index", "count", "numel"},
+    str: {"join", "split", "rsplit", "strip", "lstrip", "rstrip", "upper", "lower", "replace", "startswith",
+          "endswith", "find", "rfind", "count", "isdigit", "isalpha", "isspace", "splitlines", "title", "zfill",
+          "center", "ljust", "rjust", "partition", "rpartition", "index"},  # no format, format_map
+    int: {"real", "imag", "bit_length"}, float: {"real", "imag", "is_integer"}, bool: set(),
+    complex: {"real", "imag"}, range: {"start", "stop", "step", "index", "count"},
+    slice: {"start", "stop", "step"}, torch.dtype: {"is_floating_point", "is_complex", "itemsize"},
+    torch.device: {"type"},
 }
-EXTRA_BUILTINS = ["sum", "min", "max", "enumerate", "map", "filter", "any", "all", "reversed", "list",
-                  "dict", "set", "frozenset", "iter", "next", "type", "object", "Exception", "StopIteration"]
+BUILTINS = """abs all any bool callable chr divmod enumerate filter float frozenset hash hex int isinstance
+    issubclass iter len list map max min next oct ord pow range repr reversed round set slice sorted str sum
+    tuple zip dict complex ArithmeticError AssertionError AttributeError Exception IndexError KeyError
+    LookupError NameError NotImplementedError OverflowError RuntimeError StopIteration TypeError ValueError
+    ZeroDivisionError""".split()  # no type, object, vars, dir, getattr (ours), format, open, super, ...
+PLAIN = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, torch.Size, range, slice,
+         type(Ellipsis), np.dtype)
 
 
 class NotAllowed(Exception):
     """Something an answer may not do."""
 
 
-def _import(name, globals=None, locals=None, fromlist=(), level=0):
-    wanted = {name, *(f"{name}.{f}" for f in fromlist or ())}
-    if level != 0 or name not in ALLOWED_IMPORTS:
-        raise NotAllowed(f"`import {name}` is not allowed in an answer (only torch, torch.nn.functional, math, numpy)")
-    return builtins.__import__(name, globals, locals, [f for f in fromlist or () if f"{name}.{f}" in ALLOWED_IMPORTS
-                                                       or "." not in f], level) if wanted else None
+def _named(obj):
+    """What obj is, for a message."""
+    if isinstance(obj, types.ModuleType):
+        return f"module {obj.__name__}"
+    if isinstance(obj, types.FunctionType) and "ninja_wraps" in obj.__dict__:
+        return obj.__dict__["ninja_wraps"]
+    return getattr(obj, "__qualname__", None) if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) \
+        else type(obj).__name__
+
+
+def _tensor_ok(t, what):
+    with torch._C.DisableTorchFunction():  # the watch need not see the grader's own checks
+        return _tensor_checked(t, what)
+
+
+def _tensor_checked(t, what):
+    if type(t) is not torch.Tensor:
+        raise NotAllowed(f"{what} gave a {type(t).__name__}: only plain tensors are allowed in an answer")
+    if t.requires_grad:
+        raise NotAllowed(f"{what} gave a tensor that requires grad: gradients must be computed by hand")
+    if t.layout != torch.strided or t.is_nested or t.device.type != "cpu" or t.is_quantized:
+        kind = "nested" if t.is_nested else "quantized" if t.is_quantized else str(t.layout).replace("torch.", "")
+        raise NotAllowed(f"{what} gave a {kind} tensor on {t.device.type}: only dense tensors on the CPU "
+                         "are allowed in an answer")
+    return t
+
+
+def checked(value, what, depth=0):
+    """value if it is something an answer may hold (plain data, a plain CPU tensor, a numpy
+    array of numbers, a tuple or list of those), else NotAllowed naming `what`."""
+    kind = type(value)
+    if kind in PLAIN or isinstance(value, np.generic) and not isinstance(value, np.object_):
+        return value
+    if isinstance(value, torch.Tensor):
+        return _tensor_ok(value, what)
+    if kind is np.ndarray:
+        if value.dtype.kind not in "biufc":
+            raise NotAllowed(f"{what} gave a numpy array of {value.dtype} (only numbers are allowed in an answer)")
+        return value
+    if isinstance(value, (tuple, list)) and depth < 4:
+        for x in value:
+            if type(x) not in PLAIN:
+                checked(x, what, depth + 1)
+        return value
+    if kind is torch.no_grad:
+        return value
+    if kind is dict and depth < 4:
+        for x in value.values():
+            checked(x, what, depth + 1)
+        return value
+    raise NotAllowed(f"{what} gave a {_named(value)}, which is not allowed in an answer")
+
+
+WATCH = None  # detect.Watch while the sandboxed child replays: sees numpy's array arguments
+
+
+def _wrap(fn, what, owner=None):
+    """fn, refusing requires_grad and checking what it returns (and showing numpy arrays to
+    the finite-difference watch, which sees torch's operations on its own)."""
+    def call(*args, **kwargs):
+        if WATCH is not None:
+            WATCH.arguments(args if owner is None else (owner, *args))
+        if kwargs.get("requires_grad"):
+            raise NotAllowed(f"`{what}(requires_grad=True)` is not allowed in an answer: gradients must be computed by hand")
+        return checked(fn(*args, **kwargs), what)
+    call.ninja_wraps = what
+    return call
+
+
+_module_cache = {}
+
+
+def _answer_class(cls):
+    return isinstance(cls, type) and cls.__module__ == "answer"
+
+
+def _own_attribute(obj, name):
+    """Whether `name` is something the answer itself defined on its own object or class."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    if not _answer_class(cls):
+        return False
+    if not isinstance(obj, type) and name in getattr(obj, "__dict__", {}):
+        return True
+    return any(name in vars(c) for c in cls.__mro__ if _answer_class(c))
 
 
 def _getattr(obj, name, *default):
-    if not isinstance(name, str) or name.startswith("_") or name in DENIED_ATTRIBUTES:
-        raise NotAllowed(f"`.{name}` is not allowed in an answer" + (
-            ": gradients must be computed by hand" if name in {"grad", "backward", "autograd", "func",
-                                                                "requires_grad", "requires_grad_", "enable_grad",
-                                                                "set_grad_enabled", "Parameter", "grad_fn"} else ""))
-    if isinstance(obj, types.ModuleType) and obj.__name__.split(".")[0] not in {"torch", "math", "numpy"}:
-        raise NotAllowed(f"module {obj.__name__} is not allowed in an answer")
-    return getattr(obj, name, *default)
+    """obj.name if the allowlist has it for this kind of object, else NotAllowed naming it."""
+    if not isinstance(name, str):
+        raise NotAllowed("an attribute name must be a string")
+    if name.startswith("_"):
+        raise NotAllowed(f"`.{name}` ({_named(obj)}) is not allowed in an answer")
+    if isinstance(obj, types.ModuleType):
+        entry = MODULES.get(obj)
+        if entry is None:
+            raise NotAllowed(f"module {obj.__name__} is not allowed in an answer")
+        modname, allowed = entry
+        if name not in allowed:
+            raise NotAllowed(f"`{modname}.{name}` is not allowed in an answer" + _autograd_hint(name))
+        key = (modname, name)
+        if key not in _module_cache:
+            value = getattr(obj, name)
+            if isinstance(value, types.ModuleType):
+                _module_cache[key] = value  # one of MODULES: its attributes go through _getattr too
+            elif callable(value) and type(value) not in PLAIN:
+                _module_cache[key] = _wrap(value, f"{modname}.{name}")
+            else:
+                _module_cache[key] = checked(value, f"{modname}.{name}")
+        return _module_cache[key]
+    if isinstance(obj, torch.Tensor):
+        allowed, what = TENSOR, "Tensor"
+    elif type(obj) is np.ndarray or isinstance(obj, np.generic):
+        allowed, what = NDARRAY, "ndarray"
+    elif isinstance(obj, tuple) and type(obj).__module__ == "torch.return_types":
+        allowed, what = RETURN_TYPES, type(obj).__name__
+    elif type(obj) in PYTHON:
+        allowed, what = PYTHON[type(obj)], type(obj).__name__
+    elif isinstance(obj, BaseException) and not isinstance(obj, type):
+        allowed, what = {"args"}, type(obj).__name__
+    elif _own_attribute(obj, name):
+        return getattr(obj, name)
+    else:
+        raise NotAllowed(f"`.{name}` of a {_named(obj)} is not allowed in an answer" + _autograd_hint(name))
+    if name not in allowed:
+        raise NotAllowed(f"`{what}.{name}` is not allowed in an answer" + _autograd_hint(name))
+    try:
+        value = getattr(obj, name)
+    except AttributeError:
+        if default:
+            return default[0]
+        raise
+    if callable(value) and not isinstance(value, (torch.Tensor, np.ndarray)):
+        return _wrap(value, f"{what}.{name}", obj if type(obj) is np.ndarray else None)
+    return checked(value, f"{what}.{name}")
+
+
+AUTOGRAD = {"grad", "backward", "requires_grad", "requires_grad_", "retain_grad", "grad_fn", "autograd", "func",
+            "enable_grad", "set_grad_enabled", "inference_mode", "Parameter", "overrides", "functorch"}
+
+
+def _autograd_hint(name):
+    return ": gradients must be computed by hand" if name in AUTOGRAD else ""
+
+
+def _hasattr(obj, name):
+    try:
+        _getattr(obj, name)
+        return True
+    except Exception:
+        return False
 
 
 def _write(obj):
-    """Item and attribute assignment: on data, not on modules or classes (no monkeypatching)."""
-    if isinstance(obj, (types.ModuleType, type)):
-        raise NotAllowed(f"changing {getattr(obj, '__name__', 'a module')} is not allowed in an answer")
-    return obj
+    """The object of an item or attribute assignment (or `del`), if an answer may change it:
+    tensors, numpy arrays, lists, dicts and sets, and instances of the answer's own classes;
+    never a module, a function, a class or anything else the grader owns."""
+    kind = type(obj)
+    if kind in (torch.Tensor, np.ndarray, list, dict, set, bytearray) or (
+            _answer_class(kind) and not isinstance(obj, type)):
+        return obj
+    raise NotAllowed(f"changing {_named(obj)} is not allowed in an answer (only your own tensors, arrays, "
+                     "lists, dicts and objects)")
+
+
+def _setattr(obj, name, value):
+    if not isinstance(name, str) or name.startswith("_"):
+        raise NotAllowed(f"setting `.{name}` is not allowed in an answer")
+    setattr(_write(obj), name, value)
+
+
+def _delattr(obj, name):
+    if not isinstance(name, str) or name.startswith("_"):
+        raise NotAllowed(f"deleting `.{name}` is not allowed in an answer")
+    delattr(_write(obj), name)
+
+
+def _import(name, globals=None, locals=None, fromlist=(), level=0):
+    """import of an allowed module: the module itself for `import m` (every attribute access
+    on it goes through _getattr), a namespace of _getattr's values for `from m import a, b`."""
+    if level != 0 or name not in ALLOWED_IMPORTS:
+        raise NotAllowed(f"`import {name}` is not allowed in an answer (only torch, torch.nn.functional, math, numpy)")
+    module = importlib.import_module(name)
+    if not fromlist:
+        return importlib.import_module(name.split(".")[0])
+    return types.SimpleNamespace(**{f: _getattr(module, f) for f in fromlist})
 
 
 INPLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
@@ -80,11 +338,16 @@ def _noop_print(*args, **kwargs):
 
 
 def builtins_dict():
-    b = dict(safe_builtins)
-    b.update({k: getattr(builtins, k) for k in EXTRA_BUILTINS})
-    b.update(set=set, frozenset=frozenset, math=utility_builtins["math"])
-    b.update(__import__=_import, getattr=_getattr, print=_noop_print)
+    b = {k: getattr(builtins, k) for k in BUILTINS}
+    b.update({"None": None, "True": True, "False": False})
+    b.update(math=math, __build_class__=builtins.__build_class__,
+             __import__=_import, getattr=_getattr, hasattr=_hasattr, setattr=_setattr, delattr=_delattr,
+             print=_noop_print)
     return b
+
+
+def _apply(f, *args, **kwargs):
+    return f(*args, **kwargs)
 
 
 def globals_for(ns):
@@ -92,7 +355,7 @@ def globals_for(ns):
     ns.update(__builtins__=builtins_dict(), _getattr_=_getattr, _getitem_=operator.getitem,
               _write_=_write, _getiter_=iter, _iter_unpack_sequence_=guarded_iter_unpack_sequence,
               _unpack_sequence_=guarded_unpack_sequence, _inplacevar_=_inplacevar,
-              _apply_=lambda f, *a, **k: f(*a, **k), __name__="answer", __metaclass__=type)
+              _apply_=_apply, __name__="answer", __metaclass__=type)
     return ns
 
 
@@ -114,10 +377,9 @@ class _AugItems(ast.NodeTransformer):
 
 
 def compile_answer(source, filename):
-    """RestrictedPython's code object for one statement's source; NotAllowed with its reasons."""
+    """RestrictedPython's code object for one statement's source; SyntaxError with its reasons."""
     tree = ast.fix_missing_locations(_AugItems().visit(ast.parse(source)))
-    result = compile_restricted(tree, filename, "exec")
-    return result
+    return compile_restricted(tree, filename, "exec")
 
 
 def why(error):

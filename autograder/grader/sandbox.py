@@ -9,6 +9,7 @@ writable scratch folder.
 """
 import itertools
 import os
+import re
 import resource
 import shutil
 import signal
@@ -124,12 +125,58 @@ last_cpu_seconds = None  # CPU time of the last child, as it measured itself (fo
 MAX_MESSAGE = 64 * 2**20  # bytes: a bigger message from the child is refused, and the child stopped
 
 
+def _detached(value):
+    """The job's data with every tensor detached (nothing sent to the child requires grad)."""
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value.detach().contiguous()
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_detached(v) for v in value]
+    return value
+
+
+_LINE = re.compile(r"\(line (\d+)\)$")
+_KIND = re.compile(r"^([A-Za-z_]\w{0,60})(?::|$)")
+
+
+def redacted(errors):
+    """The replay's errors {"<case>/<run>/<name>": message}, where the message of any case
+    but the notebook's own batch keeps only the kind of error and its line: an exception's
+    text on a hidden case could quote the hidden inputs. The grader's own messages (a
+    numerical gradient, the process's end) stay."""
+    out = {}
+    for key, message in errors.items():
+        case = key.split("/")[0]
+        if case in ("notebook", "numerical", "process") or message.startswith("backward did not return"):
+            out[key] = message
+            continue
+        kind, line = _KIND.match(message), _LINE.search(message)
+        out[key] = (f"{kind.group(1) if kind else 'an error'} on a hidden case"
+                    + (f" (line {line.group(1)})" if line else ""))
+    return out
+
+
+def _give(collector, fields, value):
+    """The collector's reply to one answer; an answer it cannot take is recorded as unreadable
+    (the learner's loss, never the class's)."""
+    try:
+        return collector.give(*fields, value)
+    except Exception:
+        key = tuple(fields)
+        collector.answers.setdefault(key, "unreadable tensor")
+        return None
+
+
 def run_many(jobs, collectors):
-    """{exercise: replay errors} for jobs {exercise: job} (see score.build_job), all replayed
-    in one sandboxed child (one learner's answers: Python and torch start once). Each answer
-    the child reports goes to collectors[exercise].give, whose reply (the value the namespace
-    holds from then on) goes back to the child. Raises SandboxError if the child fails as a
-    whole (time, memory, a crash, a broken message)."""
+    """{exercise: replay errors} for jobs {exercise: job} (see score.build_job), of one learner,
+    replayed by one sandboxed fork server (Python and torch start once) in a fresh child per
+    exercise (nothing survives from one exercise to the next). Each answer the child reports
+    goes to collectors[exercise].give, whose reply (the value the namespace holds from then
+    on) goes back to the child. An exercise whose child fails (a crash, its CPU time or
+    memory, a broken message) gets {"process": why}; its collector is then emptied. Raises
+    SandboxError if the server fails as a whole (the wall time, a crash, a broken message)."""
     global _warned, last_cpu_seconds
     with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
         scratch = Path(scratch)
@@ -145,29 +192,34 @@ def run_many(jobs, collectors):
         child_in, to_child = os.pipe()    # the grader writes, the child reads
         from_child, child_out = os.pipe()  # the child writes, the grader reads
         cmd = prefix + [sys.executable, "-s", "-m", "autograder.grader.child", str(child_in), str(child_out)]
+        server_limits = {**LIMITS, "cpu_seconds": LIMITS["cpu_seconds"] * max(1, len(jobs))}
         proc = subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=open(scratch / "stderr", "wb"),
-                                preexec_fn=_limiter(LIMITS), pass_fds=(child_in, child_out))
+                                preexec_fn=_limiter(server_limits), pass_fds=(child_in, child_out))
         os.close(child_in)
         os.close(child_out)
         os.set_blocking(to_child, False)
         deadline = time.monotonic() + LIMITS["wall_seconds"]
         results, ended, failure = {}, False, None
         try:
-            wire.send(to_child, {"jobs": jobs, "statement_seconds": LIMITS["statement_seconds"]}, deadline)
+            wire.send(to_child, {"jobs": _detached(jobs), "statement_seconds": LIMITS["statement_seconds"],
+                                 "child_seconds": LIMITS["cpu_seconds"]}, deadline)
             while not ended:
                 msg = wire.receive(from_child, deadline, MAX_MESSAGE)
                 if msg is None:
                     break
                 op, ex = msg.get("op"), msg.get("exercise")
-                if op == "give" and ex in collectors:
+                if op == "give" and ex in collectors and ex not in results:
                     fields = [msg.get(k) for k in ("case", "run", "name")]
                     if not all(isinstance(f, str) and len(f) < 100 for f in fields):
-                        raise ValueError("a malformed answer")
-                    reply = collectors[ex].give(*fields, msg.get("value"))
+                        raise wire.WireError("a malformed answer")
+                    reply = _give(collectors[ex], fields, msg.get("value"))
                     wire.send(to_child, {"value": reply}, deadline)
-                elif op == "done" and ex in jobs and isinstance(msg.get("errors"), dict):
-                    results[ex] = {str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]}
+                elif op == "done" and ex in jobs and ex not in results and isinstance(msg.get("errors"), dict):
+                    results[ex] = redacted({str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]})
+                elif op == "failed" and ex in jobs and ex not in results:
+                    collectors[ex].answers.clear()
+                    results[ex] = {"process": str(msg.get("why"))[:300]}
                 elif op == "end":
                     ended = True
                     try:
@@ -175,10 +227,10 @@ def run_many(jobs, collectors):
                     except (TypeError, ValueError):
                         last_cpu_seconds = float("nan")
                 else:
-                    raise ValueError(f"an unexpected message ({str(op)[:20]})")
+                    raise wire.WireError(f"an unexpected message ({str(op)[:20]})")
         except TimeoutError:
             failure = f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped"
-        except (OSError, EOFError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+        except Exception as e:  # a broken message, a closed pipe: this learner's failure only
             failure = f"its results could not be read ({type(e).__name__})"
         finally:
             for fd in (to_child, from_child):

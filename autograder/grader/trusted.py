@@ -28,14 +28,41 @@ def trusted_verdicts(exercise, sources, setting=PRACTICE):
 
 def trusted_verdicts_many(answers, setting=PRACTICE):
     """{exercise: {name: Verdict}} for answers {exercise: [(cell_id, source)]} of one learner,
-    replayed in one sandboxed process. A statement that uses something banned is not run: it
-    costs the gradients it defines, with a message saying why."""
-    jobs = {}
+    replayed by one sandboxed fork server, each exercise in a fresh child. A statement that
+    uses something banned is not run: it costs the gradients it defines, with a message
+    saying why. Nothing a learner submits makes this raise: a failure of the replay, the
+    wire, the validation or the comparison costs that learner's exercise, with a message;
+    a failure of the grader's own (building the cases, scoring) is reported in every verdict
+    of the exercise as the grader's (Verdict.grader_error), never as a silent 0."""
+    jobs, out = {}, {}
     for ex, sources in answers.items():
-        cases = score.make_cases(ex, setting)
-        jobs[ex] = (score.build_job(ex, score.statements(sources), cases, setting), cases)
-    results = _replay(jobs, setting)
-    return {ex: score.score(ex, collector, errors) for ex, (collector, errors) in results.items()}
+        try:
+            cases = score.make_cases(ex, setting)
+            jobs[ex] = (score.build_job(ex, score.statements(sources), cases, setting), cases)
+        except Exception as e:
+            out[ex] = grader_failed(ex, e)
+    try:
+        results = _replay(jobs, setting)
+    except Exception as e:  # the grader's side of the replay itself broke
+        return {**out, **{ex: grader_failed(ex, e) for ex in jobs}}
+    for ex, (collector, errors) in results.items():
+        try:
+            out[ex] = score.score(ex, collector, errors)
+        except Exception as e:
+            out[ex] = grader_failed(ex, e)
+    return {ex: out[ex] for ex in answers}
+
+
+def grader_failed(exercise, error):
+    """Verdicts for an exercise the grader itself could not judge: 0 points for now, each
+    saying that the grader failed (not the learner), for the instructor to grade again."""
+    verdicts = {k: score.Verdict(exercise, k, p) for k, p in {**EXERCISES[exercise].grads,
+                                                           **EXERCISES[exercise].extra_tests}.items()}
+    for v in verdicts.values():
+        v.grader_error = True
+        v.message = (f"GRADER ERROR: the grader failed on this exercise ({type(error).__name__}), "
+                     "not your answer; it was not judged: tell your instructor")
+    return verdicts
 
 
 def learner_answers(submitted, release):
@@ -55,8 +82,11 @@ def learner_answers(submitted, release):
 
 def _replay(jobs, setting):
     """{exercise: (collector, errors)} for jobs {exercise: (job, cases)}, via sandbox.run_many.
-    An exercise that brings the shared process down (a crash, the time or memory limit) costs
-    only its own points: the others are then replayed apart."""
+    An exercise whose child fails (a crash, its CPU time or memory) costs only its own
+    points (run_many says so in its errors); if the server fails as a whole (the wall time),
+    the exercises are replayed apart, each then costing only its own."""
+    if not jobs:
+        return {}
     collectors = {ex: score.Collector(ex, cases, setting) for ex, (_, cases) in jobs.items()}
     try:
         errors = sandbox.run_many({ex: job for ex, (job, _) in jobs.items()}, collectors)

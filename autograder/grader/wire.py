@@ -2,7 +2,9 @@
 torch.save payload, read back with weights_only=True (plain data and tensors only).
 
 Both sides use it; the grader passes a deadline (time.monotonic) and a size limit, so that
-a child that stalls or floods cannot hold it up."""
+a child that stalls or floods cannot hold it up. Whatever cannot be decoded, or decodes to
+anything but plain data (dicts with string keys, lists, tuples, strings, numbers, None) and
+plain dense tensors on the CPU, is a WireError: the reader never sees it."""
 import io
 import os
 import select
@@ -10,6 +12,37 @@ import struct
 import time
 
 import torch
+
+
+class WireError(ValueError):
+    """A message that is not one: cut short, too big, undecodable or not plain data."""
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def plain(value, depth=0):
+    """value if it is plain data (see the module's docstring), else WireError."""
+    if type(value) in PLAIN:
+        return value
+    if type(value) is torch.Tensor:
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_nested \
+                or value.is_quantized or value.requires_grad or value.is_complex():
+            raise WireError("a tensor that is not dense, real and on the CPU")
+        return value
+    if depth > 8:
+        raise WireError("a message nested too deep")
+    if type(value) in (list, tuple):
+        for v in value:
+            plain(v, depth + 1)
+        return value
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise WireError("a message with a key that is not a string")
+            plain(v, depth + 1)
+        return value
+    raise WireError(f"a message holding a {type(value).__name__}")
 
 
 def send(fd, message, deadline=None):
@@ -26,16 +59,21 @@ def receive(fd, deadline=None, limit=None):
     head = _read(fd, 8, deadline)
     if not head:
         return None
+    if len(head) < 8:
+        raise WireError("a message cut short")
     (size,) = struct.unpack(">Q", head)
     if limit is not None and size > limit:
-        raise ValueError(f"a message of {size} bytes")
+        raise WireError(f"a message of {size} bytes")
     body = _read(fd, size, deadline)
     if len(body) < size:
-        raise EOFError("a message cut short")
-    message = torch.load(io.BytesIO(body), weights_only=True)
-    if not isinstance(message, dict):
-        raise ValueError("a message that is not a dict")
-    return message
+        raise WireError("a message cut short")
+    try:
+        message = torch.load(io.BytesIO(body), weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, anything the decoder raises
+        raise WireError(f"a message that cannot be decoded ({type(e).__name__})") from None
+    if type(message) is not dict:
+        raise WireError("a message that is not a dict")
+    return plain(message)
 
 
 def _wait(fd, deadline, write=False):
