@@ -15,23 +15,63 @@ def names(requirements):
     return {re.split(r"[=<>!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
 
 
-def test_environment_yml_pins_the_same_packages_as_pyproject():
-    """Does environment.yml list exactly pyproject.toml's pinned dependencies and extras (and
-    Python 3.11), and install the course itself with those extras?"""
-    deps = PROJECT["dependencies"] + [r for extra in EXTRAS.values() for r in extra]
+LOCK_FILE = ROOT / "requirements" / "lock.txt"
+
+
+def lock():
+    """{name: version} of requirements/lock.txt, names lower-case."""
+    pins = {}
+    for line in LOCK_FILE.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+==[^\s=;]+", line), f"not an exact pin: {line}"
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def all_requirements():
+    return PROJECT["dependencies"] + [r for extra in EXTRAS.values() for r in extra]
+
+
+def test_the_course_states_ranges_not_exact_pins():
+    """Do pyproject.toml's dependencies and extras state ranges only (a lower bound, no `==`),
+    for CPython 3.10 and later, so that pip keeps a torch already installed (Colab's)?"""
+    assert PROJECT["requires-python"] == ">=3.10"
+    for r in all_requirements():
+        assert "==" not in r and "~=" not in r and ">=" in r, f"{r}: a range with a lower bound"
+    torch, = [r for r in PROJECT["dependencies"] if names([r]) == {"torch"}]
+    assert "<" not in torch, "no upper bound: pip would replace a newer torch the learner has"
+
+
+def test_the_lock_pins_every_package_pyproject_names_within_its_range():
+    """Does requirements/lock.txt pin each dependency and extra exactly, at a version in the
+    range pyproject.toml states?"""
+    from packaging.requirements import Requirement
+    pins = lock()
+    for r in map(Requirement, all_requirements()):
+        name = r.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in {LOCK_FILE.name}"
+        assert r.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is not in {r.specifier}"
+
+
+def test_environment_yml_pins_what_the_lock_pins():
+    """Does environment.yml pin exactly pyproject.toml's packages, at the lock's versions (and
+    Python 3.11), hold everything else to the lock, and install the course with its extras?"""
     yml = (ROOT / "environment.yml").read_text()
-    pins = re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s]+)\s*$", yml, re.M)
-    assert sorted(pins) == sorted(deps)
+    pins = dict(p.lower().split("==") for p in re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s]+)\s*$", yml, re.M))
+    assert set(pins) == names(all_requirements())
+    assert pins == {k: lock()[k] for k in pins}
     assert re.search(r"^\s+- python=3\.11\s*$", yml, re.M)
+    assert re.search(r"^\s+- -c requirements/lock\.txt\s*$", yml, re.M)
     assert re.search(r"^\s+- -e \.\[instructor,test\]\s*$", yml, re.M)
-    assert all("==" in d for d in deps), "every dependency is pinned exactly"
 
 
 def test_a_learners_install_pulls_in_no_instructor_or_test_tools():
     """Does `pip install .` (the learner's install) need only what the notebooks import, with
     nbgrader and JupyterLab in the instructor extra and the test tools in the test extra?"""
     assert names(PROJECT["dependencies"]) == {"torch", "matplotlib", "tqdm", "platformdirs"}
-    assert names(EXTRAS["instructor"]) == {"nbgrader", "jupyterlab", "restrictedpython", "psutil"}
+    assert {"nbgrader", "jupyterlab", "restrictedpython", "psutil"} <= names(EXTRAS["instructor"])
     assert names(EXTRAS["test"]) == {"pytest", "nbval", "selenium", "coverage"}
 
 
@@ -61,9 +101,12 @@ def test_the_notebooks_import_nothing_from_the_extras():
     assert run.stdout.strip() == "[]", f"the notebooks load {run.stdout.strip()}"
 
 
-def test_make_installs_everything_for_development():
-    """Does the Makefile install the course editable with both extras?"""
-    assert '-e ".[instructor,test]"' in (ROOT / "Makefile").read_text()
+def test_make_installs_everything_for_development_at_the_locks_versions():
+    """Does the Makefile install the course editable with both extras, constrained by the lock
+    (and reinstall when the lock changes)?"""
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-e ".[instructor,test]" -c $(LOCK)' in makefile
+    assert "LOCK := requirements/lock.txt" in makefile and "$(VENV)/installed: pyproject.toml $(LOCK)" in makefile
 
 
 def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):
@@ -71,7 +114,8 @@ def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):
     .venv comes from another Python (here a stand-in answering as 3.12)?"""
     import shutil
     import subprocess
-    for name in ["Makefile", "pyproject.toml"]:
+    for name in ["Makefile", "pyproject.toml", "requirements/lock.txt"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
@@ -127,3 +171,4 @@ def test_the_grader_modules_form_no_import_circle():
     for a, deps in graph.items():
         for b in deps:
             assert a not in graph.get(b, ()), f"{a} <-> {b}"
+
