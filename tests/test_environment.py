@@ -172,3 +172,63 @@ def test_the_grader_modules_form_no_import_circle():
         for b in deps:
             assert a not in graph.get(b, ()), f"{a} <-> {b}"
 
+
+def install_cell_sources():
+    """{notebook: source of its first code cell} of the release notebooks."""
+    import json
+    firsts = {}
+    for path in sorted((ROOT / "release" / "backprop_ninja").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        firsts[path.name] = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    return firsts
+
+
+def test_every_release_notebook_opens_with_the_install_cell_of_the_course_url():
+    """Is the first code cell of every release notebook (right under its title) the same install
+    cell, with the URL of pyproject.toml's [project.urls] Repository, the one place it is kept?"""
+    import cells  # tools/
+    url = PROJECT["urls"]["Repository"]
+    assert cells.COURSE_URL == url
+    firsts = install_cell_sources()
+    assert len(firsts) == 4 and set(firsts.values()) == {cells.INSTALL.format(url=url).strip("\n")}
+    assert f'"install --quiet git+{url}"' in cells.INSTALL.format(url=url)
+
+
+class FakeIPython:
+    def __init__(self):
+        self.calls = []
+
+    def run_line_magic(self, magic, line):
+        self.calls.append((magic, line))
+
+
+def run_install_cell(monkeypatch, *, colab, installed):
+    """Execute the install cell's source as a kernel would, with a fake get_ipython (and a fake
+    google.colab, or autograder missing); return the magics it ran."""
+    import importlib.util
+    import types
+    source = next(iter(install_cell_sources().values()))
+    if colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    if not installed:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "autograder" else real(name, *a))
+    ipython = FakeIPython()
+    exec(compile(source, "install_cell", "exec"), {"get_ipython": lambda: ipython})
+    return ipython.calls
+
+
+def test_the_install_cell_does_nothing_where_the_course_is_installed(monkeypatch, capsys):
+    """Off Colab, with autograder importable: no magic run, nothing printed."""
+    assert run_install_cell(monkeypatch, colab=False, installed=True) == []
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("colab, installed", [(True, True), (True, False), (False, False)])
+def test_the_install_cell_pip_installs_the_course_on_colab_or_where_it_is_missing(monkeypatch, colab, installed):
+    """On Colab (google.colab imported), or wherever autograder is not importable, does the
+    cell run `%pip install git+URL`, once, and nothing else?"""
+    url = PROJECT["urls"]["Repository"]
+    assert run_install_cell(monkeypatch, colab=colab, installed=installed) == [("pip", f"install --quiet git+{url}")]
