@@ -55,6 +55,46 @@ def test_the_lock_pins_every_package_pyproject_names_within_its_range():
         assert r.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is not in {r.specifier}"
 
 
+def test_the_lowest_torch_is_the_one_the_compatibility_check_installs():
+    """Is pyproject.toml's lowest torch the torch of tools/compat.py's default pair, the
+    lowest tested, and is that pair (Python 3.13, torch 2.11.0) what its docstring and the
+    README say?"""
+    import compat  # tools/, on sys.path through conftest
+    torch, = [r for r in PROJECT["dependencies"] if names([r]) == {"torch"}]
+    assert torch == "torch>=" + ".".join(compat.TORCH.split(".")[:2])
+    assert (compat.PYTHON, compat.TORCH) == ("3.13", "2.11.0")
+    assert f"Python {compat.PYTHON}, torch {compat.TORCH}" in compat.__doc__
+    readme = (ROOT / "README.md").read_text()
+    assert "python tools/compat.py" in readme and f"Python {compat.PYTHON} with torch {compat.TORCH}" in readme
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci.index("make test") < ci.index("$PY tools/compat.py"), ".ci/run checks compatibility after the suite"
+
+
+def test_the_compatibility_check_reads_the_check_rows():
+    """Does tools/compat.py pass a solved notebook only when every row says approximate: True
+    and every tally is N/N, and fail on an error, on stderr, and on a blank one whose checks
+    do not say what is missing?"""
+    import compat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    def nb(*texts, stderr=None):
+        outputs = [new_output("stream", name="stdout", text=x) for x in texts]
+        outputs += [new_output("stream", name="stderr", text=stderr)] if stderr else []
+        return new_notebook(cells=[new_code_cell("", outputs=outputs)])
+
+    right = "logits          |    32x27 | approximate: True  | maxdiff: < 1e-6 | own step: right\n1/1 gradients match\n"
+    wrong = "logits          |    32x27 | approximate: False | maxdiff: 1.2e-2 | own step: WRONG\n0/1 gradients match\n"
+    assert compat.verdict("solved", nb(right))[0] == []
+    assert len(compat.verdict("solved", nb(wrong))[0]) == 2
+    assert compat.verdict("solved", nb("nothing checked\n"))[0] == ["no check rows printed"]
+    assert compat.verdict("solved", nb(right, stderr="UserWarning: x"))[0] == ["stderr: UserWarning: x"]
+    crashed = nb(right)
+    crashed.cells[0].outputs.append(new_output("error", ename="NameError", evalue="name 'dh' is not defined", traceback=[]))
+    assert compat.verdict("solved", crashed)[0] == ["NameError: name 'dh' is not defined"]
+    assert compat.verdict("blank", nb("logits          | missing: dlogits is not defined yet\n"))[0] == []
+    assert compat.verdict("blank", nb("done\n"))[0] == ["no check says what is missing"]
+
+
 def test_environment_yml_pins_what_the_lock_pins():
     """Does environment.yml pin exactly pyproject.toml's packages, at the lock's versions (and
     Python 3.11), hold everything else to the lock, and install the course with its extras?"""
