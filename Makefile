@@ -20,14 +20,17 @@ need-bwrap-test:
 # say so, and how to fix it, before anything uses it.
 venv-python:
 	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
-		echo "error: .venv was made with $$($(PY) --version 2>&1), the course needs Python 3.11: run 'rm -rf .venv' and make again (PYTHON=/path/to/python3.11 if it is not on PATH)" >&2; \
+		echo "error: .venv was made with $$($(PY) --version 2>&1), make's environment (requirements/lock.txt) is Python 3.11: run 'rm -rf .venv' and make again (PYTHON=/path/to/python3.11 if it is not on PATH)" >&2; \
 		exit 1; fi
 
-$(VENV)/installed: pyproject.toml | venv-python
-	@command -v $(PYTHON) >/dev/null || test -x $(PY) || { echo "error: $(PYTHON) is not on PATH: install Python 3.11, or PYTHON=/path/to/python3.11 make ..." >&2; exit 1; }
+# The exact versions of the development environment (pyproject.toml states only ranges).
+LOCK := requirements/lock.txt
+
+$(VENV)/installed: pyproject.toml $(LOCK) | venv-python
+	@command -v $(PYTHON) >/dev/null || test -x $(PY) || { echo "error: $(PYTHON) is not on PATH: make's environment (requirements/lock.txt) is Python 3.11: install it, or PYTHON=/path/to/python3.11 make ... (a learner's pip install . takes 3.10 to 3.13)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the course and its tools into $(VENV): about 1.4 GB (torch is most of it), 3 minutes or more on a first run ..."
-	$(PY) -m pip install --quiet -e ".[instructor,test]"  # everything, for development
+	$(PY) -m pip install --quiet -e ".[instructor,test]" -c $(LOCK)  # everything, for development, at the lock's versions
 	$(PY) -c "import matplotlib.pyplot"  # builds the font cache now, not on stderr in a notebook
 	touch $@
 

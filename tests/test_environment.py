@@ -15,23 +15,103 @@ def names(requirements):
     return {re.split(r"[=<>!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
 
 
-def test_environment_yml_pins_the_same_packages_as_pyproject():
-    """Does environment.yml list exactly pyproject.toml's pinned dependencies and extras (and
-    Python 3.11), and install the course itself with those extras?"""
-    deps = PROJECT["dependencies"] + [r for extra in EXTRAS.values() for r in extra]
+LOCK_FILE = ROOT / "requirements" / "lock.txt"
+
+
+def lock():
+    """{name: version} of requirements/lock.txt, names lower-case."""
+    pins = {}
+    for line in LOCK_FILE.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+==[^\s=;]+", line), f"not an exact pin: {line}"
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def all_requirements():
+    return PROJECT["dependencies"] + [r for extra in EXTRAS.values() for r in extra]
+
+
+def test_the_course_states_ranges_not_exact_pins():
+    """Do pyproject.toml's dependencies and extras state ranges only (a lower bound, no `==`),
+    for CPython 3.10 and later, so that pip keeps a torch already installed (Colab's)?"""
+    assert PROJECT["requires-python"] == ">=3.10"
+    for r in all_requirements():
+        assert "==" not in r and "~=" not in r and ">=" in r, f"{r}: a range with a lower bound"
+    torch, = [r for r in PROJECT["dependencies"] if names([r]) == {"torch"}]
+    assert "<" not in torch, "no upper bound: pip would replace a newer torch the learner has"
+
+
+def test_the_lock_pins_every_package_pyproject_names_within_its_range():
+    """Does requirements/lock.txt pin each dependency and extra exactly, at a version in the
+    range pyproject.toml states?"""
+    from packaging.requirements import Requirement
+    pins = lock()
+    for r in map(Requirement, all_requirements()):
+        name = r.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in {LOCK_FILE.name}"
+        assert r.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is not in {r.specifier}"
+
+
+def test_the_lowest_torch_is_the_one_the_compatibility_check_installs():
+    """Is pyproject.toml's lowest torch the torch of tools/compat.py's default pair, the
+    lowest tested, and is that pair (Python 3.13, torch 2.11.0) what its docstring and the
+    README say?"""
+    import compat  # tools/, on sys.path through conftest
+    torch, = [r for r in PROJECT["dependencies"] if names([r]) == {"torch"}]
+    assert torch == "torch>=" + ".".join(compat.TORCH.split(".")[:2])
+    assert (compat.PYTHON, compat.TORCH) == ("3.13", "2.11.0")
+    assert f"Python {compat.PYTHON}, torch {compat.TORCH}" in compat.__doc__
+    readme = (ROOT / "README.md").read_text()
+    assert "python tools/compat.py" in readme and f"Python {compat.PYTHON} with torch {compat.TORCH}" in readme
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci.index("make test") < ci.index("$PY tools/compat.py --reference"), ".ci/run checks compatibility after the suite"
+
+
+def test_the_compatibility_check_reads_the_check_rows():
+    """Does tools/compat.py pass a solved notebook only when every row says approximate: True
+    and every tally is N/N, and fail on an error, on stderr, and on a blank one whose checks
+    do not say what is missing?"""
+    import compat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    def nb(*texts, stderr=None):
+        outputs = [new_output("stream", name="stdout", text=x) for x in texts]
+        outputs += [new_output("stream", name="stderr", text=stderr)] if stderr else []
+        return new_notebook(cells=[new_code_cell("", outputs=outputs)])
+
+    right = "logits          |    32x27 | approximate: True  | maxdiff: < 1e-6 | own step: right\n1/1 gradients match\n"
+    wrong = "logits          |    32x27 | approximate: False | maxdiff: 1.2e-2 | own step: WRONG\n0/1 gradients match\n"
+    assert compat.verdict("solved", nb(right))[0] == []
+    assert len(compat.verdict("solved", nb(wrong))[0]) == 2
+    assert compat.verdict("solved", nb("nothing checked\n"))[0] == ["no check rows printed"]
+    assert compat.verdict("solved", nb(right, stderr="UserWarning: x"))[0] == ["stderr: UserWarning: x"]
+    crashed = nb(right)
+    crashed.cells[0].outputs.append(new_output("error", ename="NameError", evalue="name 'dh' is not defined", traceback=[]))
+    assert compat.verdict("solved", crashed)[0] == ["NameError: name 'dh' is not defined"]
+    assert compat.verdict("blank", nb("logits          | missing: dlogits is not defined yet\n"))[0] == []
+    assert compat.verdict("blank", nb("done\n"))[0] == ["no check says what is missing"]
+
+
+def test_environment_yml_pins_what_the_lock_pins():
+    """Does environment.yml pin exactly pyproject.toml's packages, at the lock's versions (and
+    Python 3.11), hold everything else to the lock, and install the course with its extras?"""
     yml = (ROOT / "environment.yml").read_text()
-    pins = re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s]+)\s*$", yml, re.M)
-    assert sorted(pins) == sorted(deps)
+    pins = dict(p.lower().split("==") for p in re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s]+)\s*$", yml, re.M))
+    assert set(pins) == names(all_requirements())
+    assert pins == {k: lock()[k] for k in pins}
     assert re.search(r"^\s+- python=3\.11\s*$", yml, re.M)
+    assert re.search(r"^\s+- -c requirements/lock\.txt\s*$", yml, re.M)
     assert re.search(r"^\s+- -e \.\[instructor,test\]\s*$", yml, re.M)
-    assert all("==" in d for d in deps), "every dependency is pinned exactly"
 
 
 def test_a_learners_install_pulls_in_no_instructor_or_test_tools():
     """Does `pip install .` (the learner's install) need only what the notebooks import, with
     nbgrader and JupyterLab in the instructor extra and the test tools in the test extra?"""
     assert names(PROJECT["dependencies"]) == {"torch", "matplotlib", "tqdm", "platformdirs"}
-    assert names(EXTRAS["instructor"]) == {"nbgrader", "jupyterlab", "restrictedpython", "psutil"}
+    assert {"nbgrader", "jupyterlab", "restrictedpython", "psutil"} <= names(EXTRAS["instructor"])
     assert names(EXTRAS["test"]) == {"pytest", "nbval", "selenium", "coverage"}
 
 
@@ -61,9 +141,12 @@ def test_the_notebooks_import_nothing_from_the_extras():
     assert run.stdout.strip() == "[]", f"the notebooks load {run.stdout.strip()}"
 
 
-def test_make_installs_everything_for_development():
-    """Does the Makefile install the course editable with both extras?"""
-    assert '-e ".[instructor,test]"' in (ROOT / "Makefile").read_text()
+def test_make_installs_everything_for_development_at_the_locks_versions():
+    """Does the Makefile install the course editable with both extras, constrained by the lock
+    (and reinstall when the lock changes)?"""
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-e ".[instructor,test]" -c $(LOCK)' in makefile
+    assert "LOCK := requirements/lock.txt" in makefile and "$(VENV)/installed: pyproject.toml $(LOCK)" in makefile
 
 
 def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):
@@ -71,7 +154,8 @@ def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):
     .venv comes from another Python (here a stand-in answering as 3.12)?"""
     import shutil
     import subprocess
-    for name in ["Makefile", "pyproject.toml"]:
+    for name in ["Makefile", "pyproject.toml", "requirements/lock.txt"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
@@ -127,3 +211,64 @@ def test_the_grader_modules_form_no_import_circle():
     for a, deps in graph.items():
         for b in deps:
             assert a not in graph.get(b, ()), f"{a} <-> {b}"
+
+
+def install_cell_sources():
+    """{notebook: source of its first code cell} of the release notebooks."""
+    import json
+    firsts = {}
+    for path in sorted((ROOT / "release" / "backprop_ninja").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        firsts[path.name] = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    return firsts
+
+
+def test_every_release_notebook_opens_with_the_install_cell_of_the_course_url():
+    """Is the first code cell of every release notebook (right under its title) the same install
+    cell, with the URL of pyproject.toml's [project.urls] Repository, the one place it is kept?"""
+    import cells  # tools/
+    url = PROJECT["urls"]["Repository"]
+    assert cells.COURSE_URL == url
+    firsts = install_cell_sources()
+    assert len(firsts) == 4 and set(firsts.values()) == {cells.INSTALL.format(url=url).strip("\n")}
+    assert f'"install --quiet git+{url}"' in cells.INSTALL.format(url=url)
+
+
+class FakeIPython:
+    def __init__(self):
+        self.calls = []
+
+    def run_line_magic(self, magic, line):
+        self.calls.append((magic, line))
+
+
+def run_install_cell(monkeypatch, *, colab, installed):
+    """Execute the install cell's source as a kernel would, with a fake get_ipython (and a fake
+    google.colab, or autograder missing); return the magics it ran."""
+    import importlib.util
+    import types
+    source = next(iter(install_cell_sources().values()))
+    if colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    if not installed:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "autograder" else real(name, *a))
+    ipython = FakeIPython()
+    exec(compile(source, "install_cell", "exec"), {"get_ipython": lambda: ipython})
+    return ipython.calls
+
+
+def test_the_install_cell_does_nothing_where_the_course_is_installed(monkeypatch, capsys):
+    """Off Colab, with autograder importable: no magic run, nothing printed."""
+    assert run_install_cell(monkeypatch, colab=False, installed=True) == []
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("colab, installed", [(True, True), (True, False), (False, False)])
+def test_the_install_cell_pip_installs_the_course_on_colab_or_where_it_is_missing(monkeypatch, colab, installed):
+    """On Colab (google.colab imported), or wherever autograder is not importable, does the
+    cell run `%pip install git+URL`, once, and nothing else?"""
+    url = PROJECT["urls"]["Repository"]
+    assert run_install_cell(monkeypatch, colab=colab, installed=installed) == [("pip", f"install --quiet git+{url}")]

@@ -69,7 +69,8 @@ def test_no_solution_or_hidden_test_leaks_into_the_release(name):
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_the_learners_stub_runs_top_to_bottom(tmp_path, name, monkeypatch):
-    """Does Run All on the untouched release reach the checks, which report what is missing?"""
+    """Does Run All on the untouched release reach the checks, which report what is missing,
+    with the first cell (the Colab install) silent, the course being installed here?"""
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     nb = nbformat.read(RELEASE / name, as_version=4)
     NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -77,6 +78,8 @@ def test_the_learners_stub_runs_top_to_bottom(tmp_path, name, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]
     text = "".join(o.get("text", "") for o in outputs)
     assert "is not defined yet" in text or "write backward" in text.lower()
+    install = [c for c in nb.cells if c.get("id") == "setup_install"]
+    assert len(install) == 1 and install[0].outputs == [], "where the course is installed, the install cell is silent"
 
 
 def _text(path, kinds=("markdown", "code")):

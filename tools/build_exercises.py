@@ -4,7 +4,9 @@
     nbgrader generate_assignment backprop_ninja --force   # then commit release/
 
 Each notebook is a list of cells (tools/nb_ex*.py) made with the constructors of
-tools/cells.py; the answers come from tools/solutions.py. Cell ids are stable grade ids.
+tools/cells.py; the answers come from tools/solutions.py. Cell ids are stable grade ids. Under
+each notebook's title comes the same first code cell, which installs the course on Colab
+(cells.install_cell).
 """
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import nb_ex2
 import nb_ex3
 import nb_ex4
 from autograder.exercises import EXERCISES
+from cells import install_cell
 
 SOURCE = Path(__file__).resolve().parent.parent / "source" / "backprop_ninja"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
@@ -28,7 +31,9 @@ def build(dest=SOURCE):
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
     for key, module in [("ex1", nb_ex1), ("ex2", nb_ex2), ("ex3", nb_ex3), ("ex4", nb_ex4)]:
-        nb = new_notebook(cells=module.CELLS, metadata=KERNEL)
+        title, *rest = module.CELLS
+        assert title.cell_type == "markdown" and title.source.startswith("# "), f"{key} opens with its title"
+        nb = new_notebook(cells=[title, install_cell(), *rest], metadata=KERNEL)
         nbformat.validate(nb)
         paths.append(dest / EXERCISES[key].notebook)
         nbformat.write(nb, paths[-1])

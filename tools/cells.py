@@ -1,7 +1,15 @@
 """Cell constructors with nbgrader metadata, and the setup cells the exercise notebooks share."""
+import tomllib
+from pathlib import Path
+
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 import solutions
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+# The course's public git URL, the one place it is kept: pyproject.toml's [project.urls]
+# Repository. The install cell of every notebook installs the course from it.
+COURSE_URL = tomllib.loads(PYPROJECT.read_text())["project"]["urls"]["Repository"]
 
 
 def _meta(grade_id, *, solution=False, grade=False, locked=False, points=None):
@@ -47,6 +55,25 @@ def grad_tests(exercise, names, points=1):
                  f"and on hidden ones (other seeds and batch sizes).",
                  f'require("d{k}", globals())', f'grade("{exercise}", "{k}")', points)
             for k in names]
+
+
+# The first code cell of every notebook: on Colab (or wherever the course's package is not
+# installed) it installs the course, `%pip install git+URL` and nothing else; pip keeps the
+# torch, matplotlib, ... already there, as they satisfy the course's ranges. Elsewhere it does
+# nothing and prints nothing. Plain Python (`run_line_magic` is what `%pip` calls), so every
+# tool that parses cells reads it.
+INSTALL = """
+# On Colab, or wherever the course is not installed yet, install it: %pip install of the
+# course alone (the torch already there is kept). Where the course is installed, nothing.
+import importlib.util, sys
+if "google.colab" in sys.modules or importlib.util.find_spec("autograder") is None:
+    get_ipython().run_line_magic("pip", "install --quiet git+{url}")
+    importlib.invalidate_caches()
+"""
+
+
+def install_cell():
+    return locked("setup_install", INSTALL.format(url=COURSE_URL))
 
 
 IMPORTS = """
