@@ -231,7 +231,8 @@ class ClusterWorkers:
         else:
             self._lost_since = None
         try:
-            done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
+            with self.client.as_current():
+                done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             return set(), pending
         except OSError as e:
