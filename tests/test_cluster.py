@@ -4,6 +4,7 @@ killed here. Both modes, --student, a worker killed mid-run, and the scheduler g
 are compared with the local run and with plain `nbgrader autograde`, item by item."""
 import csv
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -148,8 +149,11 @@ def gradebook_items(root):
             nb = nbformat.read(path, as_version=4)
             for cell in nb.cells:
                 if cell.metadata.get("nbgrader", {}).get("grade"):
+                    # the verdict's measured discrepancy of Exercise 4's training run (2.2e-07)
+                    # varies with the threads torch uses: masked; the score is compared whole
                     items[(student, path.stem, "outputs", cell.metadata.nbgrader.grade_id)] = \
-                        [(o.get("text"), o.get("data", {}).get("text/plain")) for o in cell.get("outputs", [])]
+                        [(re.sub(r"\d\.\de-\d+", "<x>", o.get("text") or ""), o.get("data", {}).get("text/plain"))
+                         for o in cell.get("outputs", [])]
     return items
 
 

@@ -29,22 +29,30 @@ class JobFailed(RuntimeError):
 
 # --- packing (on the coordinator) ------------------------------------------------------------
 
+LINK = None  # what collect gives for a link: that there is one, never what it points at
+
+
 def collect(folder):
-    """{relative path: bytes} of the regular files under folder; links (to files or folders),
-    special files and nbgrader's ignored folders are left out, never followed."""
+    """{relative path: bytes} of the regular files under folder, and LINK for each symbolic link
+    (to a file or a folder: never followed, never read; the worker puts a link to an empty file
+    in its place, so that nbgrader sees the file and the repair refuses it, as here). Special
+    files and nbgrader's ignored folders are left out."""
     folder = Path(folder)
     files = {}
     if not folder.is_dir() or folder.is_symlink():
         return files
     for top, dirs, names in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if d not in IGNORED and not os.path.islink(os.path.join(top, d)))
-        for name in sorted(names):
+        linked = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+        dirs[:] = sorted(d for d in dirs if d not in IGNORED and d not in linked)
+        for name in sorted(names + linked):
             path = os.path.join(top, name)
             try:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISLNK(st.st_mode):
+                files[os.path.relpath(path, folder)] = LINK
+            elif stat.S_ISREG(st.st_mode):
                 with open(path, "rb") as f:
                     files[os.path.relpath(path, folder)] = f.read()
     return files
@@ -119,13 +127,20 @@ def prepare_process():
     _prepared = True
 
 
-def write_tree(folder, files):
+def write_tree(folder, files, link_target=None):
+    """Write collect's {relative path: bytes or LINK} under folder; a LINK becomes a link to
+    link_target (an empty file outside the course), or is left out without one."""
     for rel, content in files.items():
         path = Path(folder) / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise JobFailed(f"a job names a file outside its folder: {rel!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        if content is LINK:
+            if link_target is not None:
+                Path(link_target).touch()
+                path.symlink_to(link_target)
+        else:
+            path.write_bytes(content)
 
 
 def preflight_once(setting):
@@ -156,7 +171,7 @@ def _scores(pack, learner, tmp):
     broken = preflight_once(pack["setting"])
     if broken:
         raise JobFailed(f"the trusted grader cannot run on this worker: {broken}")
-    write_tree(tmp / "submitted", learner["submitted"])
+    write_tree(tmp / "submitted", learner["submitted"], tmp / "link-target")
     write_tree(tmp / "release", pack["release"])
     return {"ok": True, "rows": score_rows(learner["student"], tmp / "submitted", tmp / "release",
                                            pack["setting"], pack["points"])}
@@ -175,7 +190,7 @@ def _full(pack, learner, tmp):
     (root / "gradebook.db").write_bytes(pack["gradebook"])
     write_tree(root / "source" / a, pack["source"])
     write_tree(root / "release" / a, pack["release"])
-    write_tree(root / "submitted" / s / a, learner["submitted"])
+    write_tree(root / "submitted" / s / a, learner["submitted"], tmp / "link-target")
     if learner.get("extension") is not None:
         with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
             gb.update_or_create_student(s)
