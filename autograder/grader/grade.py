@@ -26,7 +26,7 @@ import re
 import shutil
 import signal
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -235,6 +235,8 @@ class ClusterWorkers:
                 done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             return set(), pending
+        except CancelledError as e:  # distributed's FuturesCancelledError: scheduler-connection-lost
+            raise SchedulerGone(f"lost the Dask scheduler at {self.address} (the connection dropped)") from None
         except OSError as e:
             raise SchedulerGone(f"lost the Dask scheduler at {self.address}: {e}") from None
         done = {f for f in pending if f in done or f.done()}
@@ -363,6 +365,8 @@ def main(argv=None):
                         s = futures[f]
                         try:
                             result = f.result()
+                        except CancelledError:  # not by us: the cluster dropped the job
+                            raise SchedulerGone(f"lost the Dask scheduler at {args.cluster} (it dropped the jobs)")
                         except Exception as e:  # the worker, or the job on it, failed: not the learner
                             failed[s] = f"{type(e).__name__}: {e}"
                         else:
