@@ -89,6 +89,8 @@ def coordinator_cost(c, mode, rounds=3):
             if mode == "full":
                 grade.fingerprint(c, s, course.ASSIGNMENT)
     cost = (time.perf_counter() - start) / (rounds * len(learners))
+    print(f"  coordinator: packing a learner's job{' and its fingerprint' if mode == 'full' else ''}: "
+          f"{cost * 1000:.1f} ms")
     if mode == "full":  # one real result, recorded again and again into a scratch copy
         result = jobs.run_job(pack, jobs.make_learner(c, course.ASSIGNMENT, "right-000"))
         scratch = BUILD / "scratch"
@@ -99,7 +101,9 @@ def coordinator_cost(c, mode, rounds=3):
             start = time.perf_counter()
             for i in range(20):
                 jobs.record(gb, scratch, course.ASSIGNMENT, {**result, "student": f"learner-{i:03d}"})
-            cost += (time.perf_counter() - start) / 20
+            recording = (time.perf_counter() - start) / 20
+        print(f"  coordinator: recording a result (gradebook rows, autograded notebooks): {recording * 1000:.1f} ms")
+        cost += recording
     return cost
 
 
@@ -109,6 +113,7 @@ def main(argv=None):
     p.add_argument("--full", action="store_true", help="full nbgrader autograde (default: --scores-only)")
     p.add_argument("--big", type=int, default=10_000, help="the large class to estimate for")
     p.add_argument("--workers", type=int, default=50, help="the workers to estimate for")
+    p.add_argument("--coordinator-only", action="store_true", help="only the coordinator's cost per learner")
     args = p.parse_args(argv)
     mode = "full" if args.full else "scores"
     shutil.rmtree(BUILD, ignore_errors=True)
@@ -117,8 +122,10 @@ def main(argv=None):
     course.nbgrader(c, "generate_assignment", course.ASSIGNMENT, "--force")
     make_class(c, args.students)
     flags = [] if args.full else ["--scores-only", "--csv", str(BUILD / "scores.csv")]
-    if args.full:
-        timed_run(c, ["--jobs", "1", "--student", "right-000"])  # the gradebook exists, the assignment in it
+    if args.coordinator_only:
+        cost = coordinator_cost(c, mode)
+        print(f"{mode}: coordinator, own cost per learner {cost * 1000:.1f} ms (at most {1 / cost:.0f} learners/s)")
+        return
     n = args.students
     rows = []
     t1 = timed_run(c, ["--jobs", "1", *flags])

@@ -317,7 +317,6 @@ def main(argv=None):
         todo = everyone
         pack = jobs.make_pack(root, assignment, "scores", setting, course.points(root, assignment), trusted=True)
     else:  # make sure the assignment exists in the gradebook
-        os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
         course.nbgrader(root, "db", "assignment", "add", assignment, check=False)
         graded = in_gradebook(root, assignment)
         # a run stopped while it recorded a learner (killed) left a marker saying GRADING

@@ -58,10 +58,18 @@ def collect(folder):
     return files
 
 
+def alembic_on_path():
+    """nbgrader runs `alembic` from PATH when it creates a gradebook: this Python's bin first."""
+    bin_dir = os.path.dirname(sys.executable)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
 def template_gradebook(root, assignment):
     """The bytes of a gradebook holding the course and the assignment only (its notebooks and
     cells as generate_assignment recorded them in the course's gradebook), no learner."""
     from nbgrader.api import Gradebook
+    alembic_on_path()
     src_url = f"sqlite:///{Path(root) / 'gradebook.db'}"
     with tempfile.TemporaryDirectory(prefix="bpn-template-") as tmp:
         dest = Path(tmp) / "gradebook.db"
@@ -118,8 +126,7 @@ def prepare_process():
     import warnings
     from sqlalchemy.exc import SAWarning
     from .. import data
-    # nbgrader runs `alembic` from PATH when it creates a gradebook: this Python's bin first
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    alembic_on_path()
     os.environ[data.ENV_VAR] = str(data.ensure_names())  # the sandbox shows the kernels this copy
     import torch
     torch.set_num_threads(1)  # the grader's own tensors are tiny
