@@ -1,20 +1,24 @@
-"""Grade a whole class, using every core, with a progress bar and an ETA.
+"""Grade a whole class, using every core or a Dask cluster, with a progress bar and an ETA.
 
-    python -m autograder.grade [--assignment A] [--jobs N] [--force]  # nbgrader autograde, new or changed submissions
+    python -m autograder.grade [--assignment A] [--jobs N] [--force] [--student ID ...]  # nbgrader autograde
     python -m autograder.grade --scores-only [--csv F]                # trusted scores only, no notebook runs
+    python -m autograder.grade --cluster tcp://HOST:PORT [...]        # either mode on a Dask scheduler's workers
 
+Each learner is one self-contained job (jobs.py: their submitted files as bytes, and once per run
+the assignment's source and release, the course's configuration, a gradebook with the assignment
+only and the hidden cases derived from the secret, never the secret), graded by jobs.run_job in
+a worker: a local process (loading nbgrader and torch once) or a Dask worker, one code path.
 The full mode runs the standard `nbgrader autograde` (trusted scores, sandbox, repair: see
-nbgrader_config.py) for several learners at once, in worker processes that each load nbgrader,
-torch and the course's configuration once, not once per learner; the gradebook, feedback and
-export work as usual afterwards. It grades the learners whose submission (or the assignment's
-source) changed since this command last graded them, or all with --force. Ctrl-C stops it,
-its workers and their kernels within seconds; a learner whose grading did not finish loses
-its partial results, so that this command and `nbgrader autograde` grade it again.
-
-The scores-only mode skips executing the notebooks: it repairs each submission, replays all of
-one learner's answers in one sandboxed process and writes every learner's scores to a CSV, for
-instructors who need the numbers first. Both take the points from the assignment's nbgrader
-metadata, so they agree.
+nbgrader_config.py) in a private temporary course; the scores-only mode repairs each submission
+and replays all of one learner's answers in one sandboxed process. Only this process (the
+coordinator) writes: the gradebook (through nbgrader's API, as autograde writes it, so
+feedback, export and formgrader work as usual), autograded/, the markers and the CSV, one
+learner at a time, whole. It grades the learners whose submission (or the assignment's
+source) changed since this command last graded them, or all with --force. Ctrl-C stops it, its
+local workers and their kernels within seconds (on a cluster: cancels what is queued); a
+learner whose grading did not finish has nothing recorded, so that this command and `nbgrader
+autograde` grade it again. Every run ends with a table: learner, total, each exercise. Both
+modes take the points from the assignment's nbgrader metadata, so they agree.
 """
 import argparse
 import csv
