@@ -187,6 +187,9 @@ class LocalWorkers:
         from .jobs import run_job
         return self.pool.submit(run_job, pack, learner)
 
+    def capacity(self):
+        return self.size
+
     def wait(self, pending, timeout):
         return wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
 
@@ -212,7 +215,18 @@ class ClusterWorkers:
             raise SchedulerGone(f"cannot reach the Dask scheduler at {address}: {e}") from None
         self.address = address
         self.size = max(1, sum(self.client.nthreads().values()))
-        self._packs, self._futures, self._lost_since = {}, [], None
+        self._packs, self._futures, self._lost_since, self._counted = {}, [], None, 0.0
+
+    def capacity(self):
+        """Learners the cluster grades at once (its workers' threads), asked at most every 5 s."""
+        import time
+        if time.monotonic() - self._counted > 5 and self.client.status == "running":
+            try:
+                self.size = max(1, sum(self.client.nthreads().values()))
+            except Exception:
+                pass
+            self._counted = time.monotonic()
+        return self.size
 
     def submit(self, pack, learner):
         import uuid
@@ -347,13 +361,20 @@ def main(argv=None):
         running = workers.size if args.cluster else max(1, min(args.jobs, os.cpu_count() or 1))
         estimate = SECONDS_TO_START + math.ceil(len(todo) / running) * SECONDS_PER_LEARNER[mode]
         with Progress(total=len(todo), unit="learner", file=sys.stdout, estimate=estimate, trust_after=running) as bar:
-            futures = {}
-            for s in todo:
-                if mode == "full":
-                    prints[s] = fingerprint(root, s, assignment)  # what is graded: as it is now
-                futures[workers.submit(pack, jobs.make_learner(root, assignment, s, extensions.get(s) if mode == "full"
-                                                               else None))] = s
-            pending = set(futures)
+            # jobs are read and sent a few ahead of the workers, not the whole class at once
+            futures, queue, pending = {}, list(todo), set()
+
+            def top_up():
+                window = max(4, 2 * workers.capacity())  # a cluster may grow (or shrink) meanwhile
+                while queue and len(pending) < window:
+                    s = queue.pop(0)
+                    if mode == "full":
+                        prints[s] = fingerprint(root, s, assignment)  # what is graded: as it is now
+                    f = workers.submit(pack, jobs.make_learner(root, assignment, s,
+                                                               extensions.get(s) if mode == "full" else None))
+                    futures[f] = s
+                    pending.add(f)
+            top_up()
             gb = None
             if mode == "full":
                 import warnings
@@ -363,7 +384,8 @@ def main(argv=None):
                 gb = Gradebook(f"sqlite:///{root / 'gradebook.db'}")
             try:
                 while pending:
-                    finished, pending = workers.wait(pending, timeout=1)
+                    finished, still = workers.wait(pending, timeout=1)
+                    pending.intersection_update(still)
                     for f in finished:
                         s = futures[f]
                         try:
@@ -385,6 +407,7 @@ def main(argv=None):
                             else:
                                 results[s] = result
                         bar.update()
+                    top_up()
                     bar.refresh()  # the elapsed time and the ETA move between learners too
             finally:
                 if gb is not None:
