@@ -235,3 +235,30 @@ def test_the_scheduler_gone_stops_the_run_with_a_clear_message(cluster, klass, t
     assert not (tmp_path / "s.csv").exists()
     rc, out = run(["--course", str(klass), "--scores-only", "--cluster", cluster.address], tmp_path, timeout=120)
     assert rc == 3 and "cannot reach the Dask scheduler" in out, out
+
+
+def test_a_job_that_fails_on_its_worker_is_the_graders_failure_never_a_zero(klass, tmp_path, monkeypatch, capsys):
+    """A worker whose sandbox cannot run (here: as if bubblewrap were missing there): is the
+    learner reported as the grader's failure, with no row (no zero) in the CSV?"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autograder.grader import jobs
+
+    class BrokenWorker(grade.LocalWorkers):
+        def __init__(self, n):
+            self.size, self.pool = 1, ThreadPoolExecutor(1)
+
+        def submit(self, pack, learner):
+            jobs._preflights[pack["setting"]] = "bubblewrap is missing (on this worker)"
+            return self.pool.submit(jobs.run_job, pack, learner)
+
+        def stop(self):
+            self.pool.shutdown()
+
+    monkeypatch.setattr(jobs, "_preflights", {})
+    monkeypatch.setattr(grade, "LocalWorkers", BrokenWorker)
+    out_csv = tmp_path / "s.csv"
+    assert grade.main(["--course", str(klass), "--scores-only", "--student", "solutions", "--csv", str(out_csv)]) == 1
+    out = capsys.readouterr().out
+    assert "could not score solutions (the grader's failure" in out and "bubblewrap is missing" in out, out
+    assert csv_rows(out_csv) == []
