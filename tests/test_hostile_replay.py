@@ -7,7 +7,6 @@ import os
 import struct
 import sys
 
-import numpy as np
 import pytest
 import torch
 

@@ -2,7 +2,6 @@
 identical. The release must not contain any solution or hidden test, nor give an answer away
 in its text."""
 import json
-import os
 import re
 
 import nbformat

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from .. import data
-from ..exercises import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "backprop_ninja"

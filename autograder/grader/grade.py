@@ -1,20 +1,24 @@
-"""Grade a whole class, using every core, with a progress bar and an ETA.
+"""Grade a whole class, using every core or a Dask cluster, with a progress bar and an ETA.
 
-    python -m autograder.grade [--assignment A] [--jobs N] [--force]  # nbgrader autograde, new or changed submissions
+    python -m autograder.grade [--assignment A] [--jobs N] [--force] [--student ID ...]  # nbgrader autograde
     python -m autograder.grade --scores-only [--csv F]                # trusted scores only, no notebook runs
+    python -m autograder.grade --cluster tcp://HOST:PORT [...]        # either mode on a Dask scheduler's workers
 
+Each learner is one self-contained job (jobs.py: their submitted files as bytes, and once per run
+the assignment's source and release, the course's configuration, a gradebook with the assignment
+only and the hidden cases derived from the secret, never the secret), graded by jobs.run_job in
+a worker: a local process (loading nbgrader and torch once) or a Dask worker, one code path.
 The full mode runs the standard `nbgrader autograde` (trusted scores, sandbox, repair: see
-nbgrader_config.py) for several learners at once, in worker processes that each load nbgrader,
-torch and the course's configuration once, not once per learner; the gradebook, feedback and
-export work as usual afterwards. It grades the learners whose submission (or the assignment's
-source) changed since this command last graded them, or all with --force. Ctrl-C stops it,
-its workers and their kernels within seconds; a learner whose grading did not finish loses
-its partial results, so that this command and `nbgrader autograde` grade it again.
-
-The scores-only mode skips executing the notebooks: it repairs each submission, replays all of
-one learner's answers in one sandboxed process and writes every learner's scores to a CSV, for
-instructors who need the numbers first. Both take the points from the assignment's nbgrader
-metadata, so they agree.
+nbgrader_config.py) in a private temporary course; the scores-only mode repairs each submission
+and replays all of one learner's answers in one sandboxed process. Only this process (the
+coordinator) writes: the gradebook (through nbgrader's API, as autograde writes it, so
+feedback, export and formgrader work as usual), autograded/, the markers and the CSV, one
+learner at a time, whole. It grades the learners whose submission (or the assignment's
+source) changed since this command last graded them, or all with --force. Ctrl-C stops it, its
+local workers and their kernels within seconds (on a cluster: cancels what is queued); a
+learner whose grading did not finish has nothing recorded, so that this command and `nbgrader
+autograde` grade it again. Every run ends with a table: learner, total, each exercise. Both
+modes take the points from the assignment's nbgrader metadata, so they agree.
 """
 import argparse
 import csv
@@ -22,13 +26,11 @@ import hashlib
 import math
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import stat
 import sys
-import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -135,62 +137,27 @@ def forget(root, learners, assignment):
                 pass
 
 
-# --- the workers ----------------------------------------------------------------------------
+# --- the workers: a local process pool or a Dask cluster, one job function (jobs.run_job) ---
 
-_api = None
-
-
-def _start_worker(root, one_thread, nbgrader_api):
-    """In each worker process, once: its own session, so that Ctrl-C in the terminal reaches only
-    the main process, which stops the workers itself; nbgrader's API on the course's configuration."""
-    global _api
+def _start_worker(one_thread):
+    """In each local worker process, once: its own session, so that Ctrl-C in the terminal reaches
+    only the main process, which stops the workers itself."""
     os.setsid()
-    os.chdir(root)
-    # nbgrader runs `alembic` from PATH when it creates a gradebook: this Python's bin first
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     if one_thread:  # the kernels this worker starts: one thread each, two workers share two cores
         os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-    torch.set_num_threads(1)  # the grader's own tensors are tiny; spinning threads would take
-    # the cores the sandboxed children need
-    if not nbgrader_api:
-        return
-    from nbgrader.apps import NbGraderAPI
-    from sqlalchemy.exc import SAWarning
-    from traitlets.config.loader import PyFileConfigLoader
-    # nbgrader's gradebook code warns this way for each notebook a learner did not submit
-    warnings.simplefilter("ignore", SAWarning)
     # what the kernels print on the stdout they inherit is nobody's business here; what goes
-    # wrong in grading comes back through the API's captured log instead
+    # wrong in grading comes back in the job's result instead
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    _api = NbGraderAPI(config=config)
-
-
-def autograde_one(student, assignment=course.ASSIGNMENT):
-    """`nbgrader autograde --student STUDENT --force`, in this worker: (0 or 1, what went wrong)."""
-    m = marker(".", student, assignment)
-    m.parent.mkdir(parents=True, exist_ok=True)
-    m.write_text(GRADING)
-    result = _api.autograde(assignment, student, force=True, create=True)
-    return (0, "") if result["success"] else (1, (result.get("error") or result.get("log") or "")[-2000:])
+    from .jobs import prepare_process
+    prepare_process()
 
 
 def scores_one(root, student, assignment=course.ASSIGNMENT, points=None):
-    """[(student, exercise, item, score, points, verdict)] for one learner, without nbgrader;
-    points {grade id: points} from the assignment's metadata (default: autograder/exercises.py).
-    The hidden cases come from the course's secret (see exercises.course_setting)."""
+    """score_rows of a learner of the course at root, on the course's hidden cases."""
     from ..exercises import course_setting
-    from .trusted import learner_answers, trusted_verdicts_many
-    answers = learner_answers(Path(root) / "submitted" / student / assignment, Path(root) / "release" / assignment)
-    rows = []
-    for ex, verdicts in trusted_verdicts_many(answers, course_setting(root)).items():
-        for v in verdicts.values():
-            most = v.max_points if points is None else points.get(v.test_id)
-            if most is not None:  # an item without a graded cell is not graded
-                verdict = re.sub(r" \([\d.]+/[\d.]+\)", "", v.summary(), count=1)  # the points are beside it
-                rows.append((student, ex, v.name, most * v.points / v.max_points, most, verdict))
-    return rows
+    from .trusted import score_rows
+    return score_rows(student, Path(root) / "submitted" / student / assignment, Path(root) / "release" / assignment,
+                      course_setting(root), points)
 
 
 def stop(pool):
@@ -218,6 +185,113 @@ def stop(pool):
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+class SchedulerGone(RuntimeError):
+    """The Dask scheduler cannot be reached (any more)."""
+
+
+class LocalWorkers:
+    """N worker processes on this machine (spawned: each loads nbgrader and torch once)."""
+
+    def __init__(self, jobs):
+        self.size = jobs
+        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_worker, initargs=(jobs > 1,))
+
+    def submit(self, pack, learner):
+        from .jobs import run_job
+        return self.pool.submit(run_job, pack, learner)
+
+    def capacity(self):
+        return self.size
+
+    def wait(self, pending, timeout):
+        return wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+
+    def close(self):
+        self.pool.shutdown()
+
+    def stop(self):
+        stop(self.pool)
+
+
+class ClusterWorkers:
+    """The workers of a running Dask scheduler. Each job is a task retried elsewhere when its
+    worker dies (Dask reassigns it) or it raises; the shared pack is sent to the cluster once."""
+
+    RETRIES = 2
+    RECONNECT_SECONDS = 10  # how long the scheduler may be unreachable before the run stops
+
+    def __init__(self, address, timeout=20):
+        from distributed import Client
+        try:
+            self.client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise SchedulerGone(f"cannot reach the Dask scheduler at {address}: {e}") from None
+        self.address = address
+        self.size = max(1, sum(self.client.nthreads().values()))
+        self._packs, self._futures, self._lost_since, self._counted = {}, [], None, 0.0
+
+    def capacity(self):
+        """Learners the cluster grades at once (its workers' threads), asked at most every 5 s."""
+        import time
+        if time.monotonic() - self._counted > 5 and self.client.status == "running":
+            try:
+                self.size = max(1, sum(self.client.nthreads().values()))
+            except Exception:
+                pass
+            self._counted = time.monotonic()
+        return self.size
+
+    def submit(self, pack, learner):
+        import uuid
+        from .jobs import run_job
+        if id(pack) not in self._packs:
+            self._packs[id(pack)] = self.client.scatter(pack, broadcast=False, hash=False)
+        self._futures.append(self.client.submit(run_job, self._packs[id(pack)], learner, pure=False,
+                                                retries=self.RETRIES,
+                                                key=f"grade-{learner['student']}-{uuid.uuid4().hex[:8]}"))
+        return self._futures[-1]
+
+    def wait(self, pending, timeout):
+        import time
+        from distributed import wait as dask_wait
+        if self.client.status != "running":
+            self._lost_since = self._lost_since or time.monotonic()
+            if self.client.status in ("closed", "closing") or \
+                    time.monotonic() - self._lost_since > self.RECONNECT_SECONDS:
+                raise SchedulerGone(f"lost the Dask scheduler at {self.address}")
+        else:
+            self._lost_since = None
+        try:
+            with self.client.as_current():
+                done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return set(), pending
+        except CancelledError:  # distributed's FuturesCancelledError: scheduler-connection-lost
+            raise SchedulerGone(f"lost the Dask scheduler at {self.address} (the connection dropped)") from None
+        except OSError as e:
+            raise SchedulerGone(f"lost the Dask scheduler at {self.address}: {e}") from None
+        done = {f for f in pending if f in done or f.done()}
+        # a future cancelled under us (the scheduler went away and forgot it) is not a result
+        if any(f.cancelled() for f in done):
+            raise SchedulerGone(f"lost the Dask scheduler at {self.address}: it dropped the jobs")
+        return done, pending - done
+
+    def close(self):
+        try:
+            self.client.close(timeout=10)
+        except Exception:
+            pass
+
+    def stop(self):
+        """Cancel what is queued; a worker drops what it is grading when its job ends."""
+        try:
+            self.client.cancel(self._futures + list(self._packs.values()), force=True)
+        except Exception:
+            pass
+        self.close()
+
+
 class Progress(tqdm):
     """tqdm whose ETA, until as many learners have finished as run at once, comes from an
     estimate of the whole run; then from the class's own pace."""
@@ -243,6 +317,9 @@ def main(argv=None):
     p.add_argument("--course", default=".", help="the course folder (default: here)")
     p.add_argument("--assignment", default=course.ASSIGNMENT, help="the assignment (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=os.cpu_count(), help="learners graded at once (default: %(default)s)")
+    p.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                   help="grade on this Dask scheduler's workers instead of local processes (--jobs is then ignored)")
+    p.add_argument("--student", action="append", metavar="ID", help="grade only this learner (repeatable)")
     p.add_argument("--force", action="store_true", help="grade every learner, not only new or changed submissions")
     p.add_argument("--scores-only", action="store_true", help="trusted scores to a CSV, no notebook execution")
     p.add_argument("--csv", default="scores.csv", help="with --scores-only: where to write (default: %(default)s)")
@@ -251,22 +328,30 @@ def main(argv=None):
     everyone = students(root, assignment)
     if not everyone:
         p.error(f"no submissions of {assignment} in {root / 'submitted'} (submitted/<student>/{assignment}/)")
+    if args.student:
+        unknown = [s for s in args.student if s not in everyone]
+        if unknown:
+            p.error(f"no submission of {assignment} by {', '.join(unknown)}")
+        everyone = [s for s in everyone if s in args.student]
+    from ..exercises import PRACTICE, course_setting
+    setting = PRACTICE
     if exercises_in(root, assignment):
-        from ..exercises import course_setting
         from .trusted import preflight
-        broken = preflight(course_setting(root))
+        setting = course_setting(root)  # the hidden cases: the jobs carry these, never the secret
+        broken = preflight(setting)
         if broken:  # the grader's own failure: no learner may be scored for it
             print(f"error: the trusted grader cannot run, so nothing was graded: {broken}", file=sys.stderr)
             return 2
+    from . import jobs
     if args.scores_only:
         if not exercises_in(root, assignment):
             p.error(f"{assignment} has none of the course's exercise notebooks: --scores-only cannot score it")
-        points = course.points(root, assignment)
-        todo, submit_args = everyone, lambda s: (scores_one, str(root), s, assignment, points)
-    else:  # make sure the assignment exists before parallel runs
+        todo = everyone
+        pack = jobs.make_pack(root, assignment, "scores", setting, course.points(root, assignment), trusted=True)
+    else:  # make sure the assignment exists in the gradebook
         course.nbgrader(root, "db", "assignment", "add", assignment, check=False)
         graded = in_gradebook(root, assignment)
-        # a run stopped without its clean-up (killed) left markers saying GRADING
+        # a run stopped while it recorded a learner (killed) left a marker saying GRADING
         forget(root, [s for s in everyone if marker(root, s, assignment).exists()
                       and marker(root, s, assignment).read_text() == GRADING], assignment)
         todo = everyone if args.force else [s for s in everyone if not up_to_date(root, s, assignment, graded)]
@@ -274,62 +359,144 @@ def main(argv=None):
             print(f"{len(everyone) - len(todo)} of {len(everyone)} learners graded already, their submissions "
                   "unchanged (--force grades them again)")
         if not todo:
+            print_table(root, assignment, {s: {"mode": "full"} for s in everyone}, everyone)
             return 0
-        prints = {s: fingerprint(root, s, assignment) for s in todo}  # what is graded: as it is now
-        submit_args = lambda s: (autograde_one, s, assignment)  # noqa: E731
+        pack = jobs.make_pack(root, assignment, "full", setting, trusted=bool(exercises_in(root, assignment)))
+        extensions = submission_extensions(root, assignment)
     mode = "scores" if args.scores_only else "full"
-    running = max(1, min(args.jobs, os.cpu_count() or 1))
-    estimate = SECONDS_TO_START + math.ceil(len(todo) / running) * SECONDS_PER_LEARNER[mode]
     sigterm = signal.signal(signal.SIGTERM, _interrupt)  # stopped by `kill`: as by Ctrl-C
-    pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(root, args.jobs > 1, not args.scores_only))
-    results, failed = {}, {}
+    results, failed, prints, workers = {}, {}, {}, None
     try:
+        try:
+            workers = ClusterWorkers(args.cluster) if args.cluster else LocalWorkers(args.jobs)
+        except SchedulerGone as e:
+            print(f"error: {e}; nothing was graded", file=sys.stderr)
+            return 3
+        running = workers.size if args.cluster else max(1, min(args.jobs, os.cpu_count() or 1))
+        estimate = SECONDS_TO_START + math.ceil(len(todo) / running) * SECONDS_PER_LEARNER[mode]
         with Progress(total=len(todo), unit="learner", file=sys.stdout, estimate=estimate, trust_after=running) as bar:
-            futures = {pool.submit(*submit_args(s)): s for s in todo}
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=1, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    s = futures[f]
-                    try:
-                        results[s] = f.result()
-                    except Exception as e:  # the worker itself failed
-                        failed[s] = f"{type(e).__name__}: {e}"
-                    else:
-                        if not args.scores_only and results[s][0] == 0:
-                            marker(root, s, assignment).write_text(prints[s])
-                        elif not args.scores_only:
-                            failed[s] = results[s][1].strip()
-                    bar.update()
-                bar.refresh()  # the elapsed time and the ETA move between learners too
-        pool.shutdown()
-    except KeyboardInterrupt:
-        stop(pool)
-        done = [s for s in todo if s in results and s not in failed]
+            # jobs are read and sent a few ahead of the workers, not the whole class at once
+            futures, queue, pending = {}, list(todo), set()
+
+            def top_up():
+                window = max(4, 2 * workers.capacity())  # a cluster may grow (or shrink) meanwhile
+                while queue and len(pending) < window:
+                    s = queue.pop(0)
+                    if mode == "full":
+                        prints[s] = fingerprint(root, s, assignment)  # what is graded: as it is now
+                    f = workers.submit(pack, jobs.make_learner(root, assignment, s,
+                                                               extensions.get(s) if mode == "full" else None))
+                    futures[f] = s
+                    pending.add(f)
+            top_up()
+            gb = None
+            if mode == "full":
+                import warnings
+                from nbgrader.api import Gradebook
+                from sqlalchemy.exc import SAWarning
+                warnings.simplefilter("ignore", SAWarning)  # nbgrader's, for each notebook not submitted
+                gb = Gradebook(f"sqlite:///{root / 'gradebook.db'}")
+            try:
+                while pending:
+                    finished, still = workers.wait(pending, timeout=1)
+                    pending.intersection_update(still)
+                    for f in finished:
+                        s = futures[f]
+                        try:
+                            result = f.result()
+                        except CancelledError:  # not by us: the cluster dropped the job
+                            raise SchedulerGone(f"lost the Dask scheduler at {args.cluster} (it dropped the jobs)")
+                        except Exception as e:  # the worker, or the job on it, failed: not the learner
+                            failed[s] = f"{type(e).__name__}: {e}"
+                        else:
+                            if not result["ok"]:
+                                failed[s] = result["error"].strip()
+                            elif mode == "full":
+                                m = marker(root, s, assignment)
+                                m.parent.mkdir(parents=True, exist_ok=True)
+                                m.write_text(GRADING)  # until the learner is recorded whole
+                                jobs.record(gb, root, assignment, result)
+                                m.write_text(prints[s])
+                                results[s] = result
+                            else:
+                                results[s] = result
+                        bar.update()
+                    top_up()
+                    bar.refresh()  # the elapsed time and the ETA move between learners too
+            finally:
+                if gb is not None:
+                    gb.close()
+        workers.close()
+    except (KeyboardInterrupt, SchedulerGone) as e:
+        if workers is not None:
+            workers.stop()
+        done = [s for s in todo if s in results]
         unfinished = [s for s in todo if s not in done]
-        if not args.scores_only:
+        if not args.scores_only:  # a learner being recorded when it stopped
             forget(root, [s for s in unfinished if marker(root, s, assignment).exists()
                           and marker(root, s, assignment).read_text() == GRADING], assignment)
-        print(f"\ninterrupted: graded {len(done)} of {len(todo)} learners" + (f" ({', '.join(done)})" if done else "")
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped: {e}"
+        print(f"\n{why}: graded {len(done)} of {len(todo)} learners" + (f" ({', '.join(done)})" if done else "")
               + f"; not graded: {', '.join(unfinished)}."
               + (" No CSV written." if args.scores_only else
-                 " Their partial results were removed: run the same command again to grade them."))
-        return 130
+                 " Nothing of theirs was recorded: run the same command again to grade them."))
+        return 130 if isinstance(e, KeyboardInterrupt) else 3
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     if not args.scores_only:
-        forget(root, list(failed), assignment)
         for s in failed:
-            print(f"--- nbgrader could not grade {s}:\n{failed[s]}")
+            print(f"--- the grader could not grade {s} (not the learner's fault; nothing recorded):\n{failed[s]}")
+        print_table(root, assignment, results, everyone)
         print(f"graded {len(todo) - len(failed)} of {len(todo)} learners" +
-              (f"; nbgrader reported errors for: {', '.join(failed)}" if failed else ""))
+              (f"; the grader failed for: {', '.join(failed)}" if failed else ""))
         return 1 if failed else 0
-    write_scores(args.csv, [results[s] for s in todo if s in results])
+    write_scores(args.csv, [results[s]["rows"] for s in todo if s in results])
     for s in failed:
-        print(f"--- could not score {s}: {failed[s]}")
+        print(f"--- could not score {s} (the grader's failure, not the learner's; no row written): {failed[s]}")
+    print_table(root, assignment, results, everyone)
     print(f"wrote {args.csv}: {len(todo) - len(failed)} learners, one row per graded item and a total per learner")
     return 1 if failed else 0
+
+
+def submission_extensions(root, assignment):
+    """{student: extension} of the learners the gradebook gives more time (late penalties)."""
+    from nbgrader.api import Gradebook, MissingEntry
+    with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
+        try:
+            return {s.student_id: s.extension for s in gb.assignment_submissions(assignment) if s.extension}
+        except MissingEntry:
+            return {}
+
+
+TABLE_ROWS = 40  # the end-of-run table is short: the rest is in the gradebook or the CSV
+
+
+def print_table(root, assignment, results, everyone):
+    """The end of every run: learner, total, and the score of each exercise, for the learners
+    this run graded (full mode: from the gradebook; scores-only: from the rows)."""
+    names = {ex.notebook[:-6]: key for key, ex in EXERCISES.items()}
+    table = {}
+    if results and next(iter(results.values()))["mode"] == "scores":
+        for s, r in results.items():
+            for row in r["rows"]:
+                got, most = table.setdefault(s, {}).get(row[1], (0.0, 0.0))
+                table[s][row[1]] = (got + row[3], most + row[4])
+    else:
+        book = course.scores(root, assignment) if (Path(root) / "gradebook.db").exists() else {}
+        table = {s: {names.get(nb, nb): v for nb, v in book[s].items()} for s in results if s in book}
+    if not table:
+        return
+    columns = sorted({c for row in table.values() for c in row})
+    head = f"{'learner':24s}{'total':>12s}" + "".join(f"{c:>10s}" for c in columns)
+    lines = [head, "-" * len(head)]
+    for s in sorted(table)[:TABLE_ROWS]:
+        row = table[s]
+        total, most = sum(v for v, _ in row.values()), sum(m for _, m in row.values())
+        lines.append(f"{s[:23]:24s}{total:>7g} / {most:<3g}"
+                     + "".join(f"{row[c][0]:>10g}" if c in row else f"{'-':>10s}" for c in columns))
+    if len(table) > TABLE_ROWS:
+        lines.append(f"... and {len(table) - TABLE_ROWS} more learners")
+    print("\n".join(lines))
 
 
 def write_scores(path, per_learner):

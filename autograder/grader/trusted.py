@@ -7,7 +7,7 @@ sandbox.py), judges the returned tensors here, and writes each test cell's outpu
 verdict as text and the points as the cell's result, which nbgrader records as partial credit.
 Registered in nbgrader_config.py after Execute.
 """
-import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -63,6 +63,20 @@ def grader_failed(exercise, error):
         v.message = (f"GRADER ERROR: the grader failed on this exercise ({type(error).__name__}), "
                      "not your answer; it was not judged: tell your instructor")
     return verdicts
+
+
+def score_rows(student, submitted, release, setting, points=None):
+    """[(student, exercise, item, score, points, verdict)] for one learner's submission folder,
+    without nbgrader; points {grade id: points} from the assignment's metadata (default:
+    autograder/exercises.py); setting: the hidden cases (exercises.course_setting)."""
+    rows = []
+    for ex, verdicts in trusted_verdicts_many(learner_answers(submitted, release), setting).items():
+        for v in verdicts.values():
+            most = v.max_points if points is None else points.get(v.test_id)
+            if most is not None:  # an item without a graded cell is not graded
+                verdict = re.sub(r" \([\d.]+/[\d.]+\)", "", v.summary(), count=1)  # the points are beside it
+                rows.append((student, ex, v.name, most * v.points / v.max_points, most, verdict))
+    return rows
 
 
 def learner_answers(submitted, release):
