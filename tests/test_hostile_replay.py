@@ -379,6 +379,21 @@ def test_a_fault_of_the_grader_is_reported_as_the_graders(monkeypatch):
     assert v.grader_error and v.message.startswith("GRADER ERROR") and v.points == 0
 
 
+def test_a_fault_of_the_grader_is_never_a_row_of_zeros(monkeypatch, tmp_path):
+    """score_rows (what --scores-only and the cluster jobs write) raises GraderBroken for a
+    grader fault, so the class runner reports the grader's failure instead of a 0 for the learner."""
+    import nbformat
+    from autograder.grader import trusted
+    from autograder.grader.course import ROOT as COURSE
+    release = COURSE / "release" / "backprop_ninja"
+    (tmp_path / "sub").mkdir()
+    nb = nbformat.read(release / "ex2_cross_entropy.ipynb", as_version=4)
+    nbformat.write(nb, tmp_path / "sub" / "ex2_cross_entropy.ipynb")
+    monkeypatch.setattr(score, "score", lambda *a, **k: (_ for _ in ()).throw(KeyError("a bug of the grader")))
+    with pytest.raises(trusted.GraderBroken, match="GRADER ERROR"):
+        trusted.score_rows("someone", tmp_path / "sub", release, score.PRACTICE)
+
+
 # -- 5. hidden cases never leave the grader -----------------------------------------------------
 
 def test_an_error_on_a_hidden_case_quotes_no_value():

@@ -71,6 +71,9 @@ def score_rows(student, submitted, release, setting, points=None):
     autograder/exercises.py); setting: the hidden cases (exercises.course_setting)."""
     rows = []
     for ex, verdicts in trusted_verdicts_many(learner_answers(submitted, release), setting).items():
+        broken = next((v for v in verdicts.values() if v.grader_error), None)
+        if broken is not None:  # never a silent 0: the class runner reports the grader's failure
+            raise GraderBroken(f"{ex}: {broken.message}")
         for v in verdicts.values():
             most = v.max_points if points is None else points.get(v.test_id)
             if most is not None:  # an item without a graded cell is not graded
@@ -200,6 +203,9 @@ class TrustedScores(NbGraderPreprocessor):
         if exercise is None:
             return nb, resources
         verdicts = self.trusted(exercise, answer_sources(nb, EXERCISES[exercise].answer_cells), resources)
+        broken = next((v for v in verdicts.values() if v.grader_error), None)
+        if broken is not None:  # nbgrader then records nothing for this learner and says why
+            raise GraderBroken(f"{exercise}: {broken.message}")
         by_test = {v.test_id: v for v in verdicts.values()}
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
