@@ -27,7 +27,8 @@ TRAIN_RTOL = 1e-5  # Exercise 4: max |learner - twin| / max |twin| after the sho
 TRAIN_LR = 0.1
 # Steps whose true gradient is zero up to rounding -> the upstream made random to judge them.
 ZERO_STEPS = {"logit_maxes": "norm_logits", "b1": "hprebn"}
-MAX_ELEMENTS = 10**7  # an answer tensor larger than this is refused unread
+MAX_ELEMENTS = 10**7
+REFUSED = ("reads ", "uses ")  # how statements.forbidden's reasons start  # an answer tensor larger than this is refused unread
 
 
 @dataclass
@@ -218,6 +219,8 @@ def _message(k, failed, error, ex):
     c, kind, dt, expected = failed[0]
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) else None
+        if what is None and error.startswith(REFUSED):  # the statement was not run: say why
+            return "refused: " + error
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
     names = {f[0].name for f in failed}
     why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex))

@@ -156,11 +156,11 @@ def hints(table):
 
 
 def report_call(names, width=79):
-    """`rows = report([...], globals(), ref)`, its list wrapped to fit a laptop's notebook."""
+    """`rows = report([...], globals(), ref, "ex1")`, its list wrapped to fit a laptop's notebook."""
     lines, line = [], "rows = report(["
     indent = " " * len(line)
     for i, name in enumerate(names):
-        item = f'"{name}"' + (", " if i < len(names) - 1 else "], globals(), ref)")
+        item = f'"{name}"' + (", " if i < len(names) - 1 else "], globals(), ref, \"ex1\")")
         if len(line) + len(item.rstrip()) > width:
             lines.append(line.rstrip())
             line = indent
