@@ -4,6 +4,8 @@ learner's step, from the same scorer as the grade (autograder.hidden): each step
 the true upstream gradients, on the notebook's batch and on hidden batches of other sizes,
 answers that read the autograd reference refused, typos named. A right step whose cmp row
 differs (an earlier gradient of the learner's is wrong) is said to be right."""
+import textwrap
+
 from .compare import compare
 from .exercises import EXERCISES
 
@@ -25,16 +27,22 @@ def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=No
         if v is None:
             print(row)
             continue
-        if v.ok and not row.ok and row.shape is not None:
+        order = list(EXERCISES[exercise].grads) if graded else []
+        if v.ok and not row.ok and row.shape is not None and not all(
+                verdicts[j].ok for j in order[:order.index(k)]):
             inherited += 1
             step = "step: right (your value differs only because an earlier gradient is wrong)"
+        elif v.ok and not row.ok and row.shape is not None:
+            step = ("step: right (your value here differs: did a later line change it in place, "
+                    "an alias without .clone()?)")
         elif v.ok and not row.ok:
-            step = "step: right as graded (not in this kernel: did an earlier line of the cell raise?)"
+            step = "step: right (as graded; not defined here: did a line above it raise?)"
         else:
             step = "step: right" if v.ok else f"step: WRONG ({v.points:g}/{v.max_points:g})"
         print(f"{row} | {step}")
         if not v.ok:
-            print(f"{'':15s}   ^ {v.message or 'does not match'}")
+            print(textwrap.fill(v.message or "does not match", 100, initial_indent=" " * 18 + "^ ",
+                                subsequent_indent=" " * 20, break_on_hyphens=False))
     matched = sum(r.ok for r in rows)
     if graded:
         right = sum(verdicts[k].ok for k in graded)
