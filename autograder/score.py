@@ -217,20 +217,20 @@ def _message(k, failed, error, ex):
     """Why a gradient is wrong: its own error if it is missing, right on the notebook's batch
     only, not following a random upstream, or the likely mistake where it first failed."""
     c, kind, dt, expected = failed[0]
+    names = {f[0].name for f in failed}
+    said = f" ({error})" if error else ""
+    if kind == "own step" and "notebook" not in names and c.n != 32:  # also where it raised there
+        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) else None
         if what is None and error.startswith(REFUSED):  # the statement was not run: say why
             return "refused: " + error
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
-    names = {f[0].name for f in failed}
     why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex))
-    said = f" ({error})" if error else ""
     if kind == "random upstream":
         up = ZERO_STEPS[k]
         return (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
                 f"given a random d{up} it is wrong (a constant?)" + said)
-    if "notebook" not in names and c.n != 32:
-        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
     where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
     return f"does not match {where}" + (f": {why}" if why else "") + said
 

@@ -60,6 +60,18 @@ FIXTURES = {
     "alias_no_clone": edit("ex1", "dhprebn = dbndiff.clone()", "dhprebn = dbndiff"),
     "assign_not_accumulate": edit("ex1", "dC[ix] += demb[k, j]", "dC[ix] = demb[k, j]"),
     "syntax_error": edit("ex1", "dW2 = h.T @ dlogits", "dW2 = h.T @@ dlogits"),
+    "alias_upstream_wrong": edit("ex1", "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                                 "dprobs = (1.0 / probs) * dlogprobs",
+                                 "dlp = torch.zeros_like(logprobs)\ndlp[range(n), Yb] = -1.0 / 32\ndlogprobs = dlp\n"
+                                 "dprobs = (1.0 / probs) * dlp"),
+    "view_hard_coded": edit("ex1", "demb = dembcat.view(emb.shape)", "demb = dembcat.view(32, 3, 10)"),
+    "typo_dlogits_maxes": edit("ex1", "dlogit_maxes = (-dnorm_logits).sum(1, keepdim=True)\ndlogits += F.one_hot("
+                               "logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes",
+                               "dlogits_maxes = (-dnorm_logits).sum(1, keepdim=True)\ndlogits += F.one_hot("
+                               "logits.max(1).indices, num_classes=logits.shape[1]) * dlogits_maxes"),
+    "db2_keepdim": edit("ex1", "db2 = dlogits.sum(0)", "db2 = dlogits.sum(0, keepdim=True)"),
+    "one_go_dlogits_in_ex1": edit("ex1", "dlogits = dnorm_logits.clone()",
+                                  "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n\npass"),
     "ex2_right": ("ex2", solution_cells("ex2")),
     "ex2_hard_coded": edit("ex2", "dlogits /= n", "dlogits /= 32"),
     "ex2_ref": ("ex2", {"ex2_dlogits": "dlogits = ref['logits']"}),
@@ -188,7 +200,9 @@ LOSES = {
     "transposed": {"W2"}, "keepdim_row_for_b1": {"b1"}, "alias_no_clone": set(),
     "assign_not_accumulate": {"C"}, "syntax_error": {"W2"}, "ex2_right": set(),
     "ex2_hard_coded": {"logits"}, "ex2_ref": {"logits"}, "ex2_blank": {"logits"},
-    "ex3_bessel": {"hprebn"}, "ex4_right": set(),
+    "ex3_bessel": {"hprebn"}, "ex4_right": set(), "alias_upstream_wrong": {"logprobs"},
+    "view_hard_coded": {"emb"}, "typo_dlogits_maxes": {"logit_maxes"}, "db2_keepdim": {"b2"},
+    "one_go_dlogits_in_ex1": set(),
     "ex4_hard_coded": {"C", "W1", "W2", "b2", "bngain", "bnbias"},
 }
 
@@ -206,6 +220,9 @@ def test_each_mistake_costs_its_own_step_and_says_why(fixture, trusted):
     ("hard_coded_32", "right on the notebook's batch of 32 but not on other batch sizes"),
     ("typo_dbn_bias", "(you wrote dbn_bias: a typo?)"),
     ("forgot_keepdim", "without keepdim=True"),
+    ("alias_upstream_wrong", "right on the notebook's batch of 32 but not on other batch sizes"),
+    ("view_hard_coded", "right on the notebook's batch of 32 but not on other batch sizes"),
+    ("typo_dlogits_maxes", "(you wrote dlogits_maxes: a typo?)"),
 ])
 def test_the_verdicts_say_why(fixture, words, trusted):
     assert any(words in m for ok, m in trusted[fixture].values() if not ok), trusted[fixture]
