@@ -9,6 +9,7 @@ whose true gradient is zero up to rounding (`dlogit_maxes`, `db1`), random ones 
 gradient, so a constant zero cannot pass. Each answer is then compared with autograd's gradient (or, in the random run,
 with the step's vector-Jacobian product of the random upstream).
 """
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +55,16 @@ class Verdict:
         label = f"d{self.name}" if self.name in EXERCISES[self.exercise].grads else self.name
         return f"{label}: {mark} ({self.points:g}/{self.max_points:g})" + (
             f": {self.message}" if self.message else "")
+
+
+def reason(summary):
+    """The reason in a verdict's text `dX: WRONG (0/1): why` (its first line; '' for a
+    verdict without one); any other text is returned as it is."""
+    first = summary.splitlines()[0] if summary else ""
+    head, sep, why = first.partition("): ")
+    if sep and re.fullmatch(r"\S+: (ok|WRONG) \([\d.]+/[\d.]+", head):
+        return why
+    return "" if re.fullmatch(r"\S+: (ok|WRONG) \([\d.]+/[\d.]+\)", first) else first
 
 
 @dataclass

@@ -106,3 +106,18 @@ def test_the_report_writes_the_misconception_csv_and_plot(table, tmp_path, monke
     assert (tmp_path / "k.png").stat().st_size > 5000 and (tmp_path / "m.png").stat().st_size > 5000
     out = capsys.readouterr().out
     assert "1 error" not in out and "error" in out and "learner(s): transposed: ex1 dW2 (2)" in out
+
+
+def test_the_feedback_index_lists_each_gradients_score_and_verdict():
+    from nbformat.v4 import new_notebook
+    from autograder.grader.scoped import index_with_verdicts
+    meta = lambda gid: {"nbgrader": {"grade": True, "grade_id": gid, "points": 1}}  # noqa: E731
+    nb = new_notebook(cells=[
+        new_code_cell("", metadata=meta("test_ex1_dW2"), outputs=[new_output(
+            "stream", name="stdout", text="dW2: WRONG (0/1): does not match on the notebook's batch: transposed: x\n")]),
+        new_code_cell("", metadata=meta("test_ex1_dC"), outputs=[new_output("stream", name="stdout", text="dC: ok (1/1)\n")])])
+    page = ('<li><a href="#test_ex1_dW2">Test cell</a> (Score: 0.0 / 1.0)</li>\n'
+            '<li><a href="#test_ex1_dC">Test cell</a> (Score: 1.0 / 1.0)</li>')
+    assert index_with_verdicts(page, nb).splitlines() == [
+        '<li><a href="#test_ex1_dW2">dW2</a> (Score: 0.0 / 1.0): does not match on the notebook&#x27;s batch: transposed: x</li>',
+        '<li><a href="#test_ex1_dC">dC</a> (Score: 1.0 / 1.0)</li>']

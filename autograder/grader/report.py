@@ -22,6 +22,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from .course import ASSIGNMENT, submitted
 from ..diagnose import MISCONCEPTIONS, kind_of
 from ..exercises import EXERCISES
+from ..score import reason
 
 FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "status", "mistake", "verdict"]
 NOT_ATTEMPTED, ERROR, WRONG, RIGHT = "not attempted", "error", "wrong", "right"
@@ -46,10 +47,8 @@ def output_text(cell):
 
 
 def verdict_reason(verdict):
-    """The reason in a verdict `dX: WRONG (0/1): why` (its first line), or the text itself."""
-    first = verdict.splitlines()[0] if verdict else ""
-    head, sep, why = first.partition("): ")
-    return why if sep and head.split(": ")[-1].startswith(("WRONG", "ok")) else first
+    """The reason in a verdict `dX: WRONG (0/1): why` (see score.reason)."""
+    return reason(verdict)
 
 
 def status(ex, item, score, points, learner, release):
