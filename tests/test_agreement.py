@@ -279,3 +279,13 @@ def test_a_right_step_changed_later_through_an_alias_is_right_and_the_check_says
     with contextlib.redirect_stdout(out):
         report(["bndiff"], ns, ns["ref"], ex, history=list(cells.values()), ran={}, notebook=os.devnull + "-none")
     assert "approximate: False" in out.getvalue() and "an alias without .clone()" in out.getvalue()
+
+
+def test_validate_finds_a_renamed_notebook(setups, tmp_path, monkeypatch):
+    """A notebook saved as `ex2_cross_entropy (1).ipynb` (a second download) is validated as
+    the grade would judge it, not reported missing."""
+    nbformat.write(saved(setups["ex2"][0], {"ex2_dlogits": "dlogits = ref['logits']"}), tmp_path / "ex2_cross_entropy (1).ipynb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBGRADER_VALIDATING", "1")
+    with pytest.raises(NotYet, match="refused: reads the notebook's autograd reference"):
+        require("ex2", "logits")
