@@ -10,6 +10,13 @@ from .compare import compare
 from .exercises import EXERCISES
 
 
+WIDTH = 100  # characters a line: a check's output fits JupyterLab's output area on a 1366 px screen
+
+
+def _wrap(text, first="", rest=""):
+    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
+
+
 def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=None):
     """Print the cmp row of each d<name> in namespace ns against autograd's ref[name] and, for
     a gradient the exercise grades, the grade's verdict on the learner's step (under a wrong
@@ -30,24 +37,26 @@ def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=No
         if v is None:
             print(row)
             continue
-        order = list(EXERCISES[exercise].grads) if graded and exercise != "ex4" else []  # (ex4: one function)
+        line, why = str(row), []
+        if "accepted for" in row.note and line.endswith(f" | {row.note}"):
+            line = line[:-len(f" | {row.note}")]  # the verdict's message says it (below)
+        order = list(EXERCISES[exercise].grads) if exercise != "ex4" else []  # (ex4: one function)
         if v.ok and not row.ok and row.shape is not None and order and not all(
                 verdicts[j].ok for j in order[:order.index(k)]):
             inherited += 1
-            step = "step: right (your value differs only because an earlier gradient is wrong)"
+            why.append("right: your value differs only because an earlier gradient is wrong")
         elif v.ok and not row.ok and exercise == "ex4":
-            step = "step: right as graded (this kernel's backward differs: run its cell again?)"
+            why.append("right as graded: this kernel's backward differs (run its cell again?)")
         elif v.ok and not row.ok and row.shape is not None:
-            step = ("step: right (your value here differs: did a later line change it in place, "
-                    "an alias without .clone()?)")
+            why.append("right: your value here differs (did a later line change it in place, "
+                       "an alias without .clone()?)")
         elif v.ok and not row.ok:
-            step = "step: right (as graded; not defined here: did a line above it raise?)"
-        else:
-            step = "step: right" if v.ok else f"step: WRONG ({v.points:g}/{v.max_points:g})"
-        print(f"{row} | {step}")
-        if not v.ok:
-            print(textwrap.fill(v.message or "does not match", 100, initial_indent=" " * 18 + "^ ",
-                                subsequent_indent=" " * 20, break_on_hyphens=False))
+            why.append("right as graded: not defined here (did a line above it raise?)")
+        if v.message or not v.ok:
+            why.append(v.message or "does not match")
+        print(f"{line} | " + ("step: right" if v.ok else f"step: WRONG ({v.points:g}/{v.max_points:g})"))
+        for text in why:
+            print(_wrap(text, " " * 18 + "^ ", " " * 20))
     matched = sum(r.ok for r in rows)
     if graded:
         right = sum(verdicts[k].ok for k in graded)
@@ -55,10 +64,10 @@ def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=No
     else:
         print(f"{matched}/{len(rows)} gradients match")
     if inherited:
-        print(f"{inherited} right step(s) differ end to end only because an earlier gradient is wrong: "
-              "fix the first WRONG one")
+        print(_wrap(f"{inherited} right step(s) differ end to end only because an earlier gradient "
+                    "is wrong: fix the first WRONG one"))
     for k in EXERCISES[exercise].extra_tests if verdicts else ():  # Exercise 4's training run
-        print(verdicts[k].summary())
+        print(_wrap(verdicts[k].summary(), "", "    "))
     for note in notes:
-        print("note: " + note)
+        print(_wrap("note: " + note, "", "    "))
     return rows
