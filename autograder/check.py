@@ -1,53 +1,73 @@
 """What the learner's check cells print: the lecture's cmp row for each gradient (end to end,
-against autograd), and whether the learner's own step is right given their own upstream
-gradients, so that one early mistake does not make every later right step look wrong."""
-import torch
+against the notebook's autograd reference), and beside it the grade's own verdict on the
+learner's step, from the same scorer as the grade (autograder.hidden): each step judged on
+the true upstream gradients, on the notebook's batch and on hidden batches of other sizes,
+answers that read the autograd reference refused, typos named. A right step whose cmp row
+differs (an earlier gradient of the learner's is wrong) is said to be right."""
+import textwrap
 
-from . import model
-from .compare import accepted_shape, compare
-from .diagnose import diagnose
-
-
-def own_step(name, ns, ref):
-    """The gradient `name` (a tensor name of Exercise 1's forward pass) should have, given
-    the learner's own upstream gradients in ns (autograd's where theirs is missing or
-    misshapen), or None where the step has no learner upstream (parameters of Exercise 4)."""
-    if name not in model.GRAD_NAMES:
-        return None
-    values = {k: ns[k] for k in model.GRAD_NAMES if isinstance(ns.get(k), torch.Tensor)}
-    if len(values) < len(model.GRAD_NAMES) or not all(isinstance(ns.get(k), torch.Tensor) for k in ("Xb", "Yb")):
-        return None
-    up = {k: (ns["d" + k].reshape(ref[k].shape).detach().to(ref[k].dtype)
-              if isinstance(ns.get("d" + k), torch.Tensor) and accepted_shape(ns["d" + k].shape, ref[k].shape)
-              else ref[k]) for k in ref}
-    with torch.enable_grad():
-        return model.local_grad(name, values, up, ns["Xb"], ns["Yb"])
+from .compare import compare
+from .exercises import EXERCISES
 
 
-def report(names, ns, ref):
-    """Print the lecture's cmp row for each d<name> in namespace ns against autograd's ref[name],
-    with whether the learner's own step is right given their upstream gradients, and under a
-    wrong one the likely mistake; then a tally. Returns the rows."""
-    rows, inherited = [], 0
-    for k in names:
-        dt = ns.get("d" + k)
-        row = compare(k, dt, ref[k])
-        rows.append(row)
-        if row.shape is None:
+WIDTH = 100  # characters a line: a check's output fits JupyterLab's output area on a 1366 px screen
+
+
+def _wrap(text, first="", rest=""):
+    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
+
+
+def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=None):
+    """Print the cmp row of each d<name> in namespace ns against autograd's ref[name] and, for
+    a gradient the exercise grades, the grade's verdict on the learner's step (under a wrong
+    one, why); then a tally. Returns the rows. history, ran, notebook: where the answer cells'
+    sources come from (the kernel's, by default; see hidden.answer_sources_live)."""
+    rows = [compare(k, ns.get("d" + k), ref[k]) for k in names]
+    verdicts, notes = {}, []
+    if exercise is not None:
+        from .hidden import live_verdicts
+        try:
+            verdicts, notes = live_verdicts(exercise, history, ran, notebook)
+        except Exception as e:  # a check cell never stops Run All: the cmp rows still print
+            notes = [f"the grade's verdicts could not be computed here ({type(e).__name__}: {e})"]
+    graded = [k for k in names if k in verdicts and k in EXERCISES[exercise].grads]
+    inherited = 0
+    for k, row in zip(names, rows):
+        v = verdicts.get(k) if k in graded else None
+        if v is None:
             print(row)
             continue
-        expected = own_step(k, ns, ref)
-        if expected is None:  # no upstream of the learner's: end to end is the step
-            expected = ref[k]
-        step_ok = compare(k, dt, expected).ok
-        print(f"{row} | own step: {'right' if step_ok else 'WRONG'}")
-        if not step_ok:
-            why = diagnose(dt, expected, ns.get("n", 32))
-            print(f"{'':15s}   ^ " + (why or "does not match, given your upstream gradients"))
-        elif not row.ok:
+        line, why = str(row), []
+        if "accepted for" in row.note and line.endswith(f" | {row.note}"):
+            line = line[:-len(f" | {row.note}")]  # the verdict's message says it (below)
+        order = list(EXERCISES[exercise].grads) if exercise != "ex4" else []  # (ex4: one function)
+        if v.ok and not row.ok and row.shape is not None and order and not all(
+                verdicts[j].ok for j in order[:order.index(k)]):
             inherited += 1
-    print(f"{sum(r.ok for r in rows)}/{len(rows)} gradients match")
+            why.append("right: your value differs only because an earlier gradient is wrong")
+        elif v.ok and not row.ok and exercise == "ex4":
+            why.append("right as graded: this kernel's backward differs (run its cell again?)")
+        elif v.ok and not row.ok and row.shape is not None:
+            why.append("right: your value here differs (did a later line change it in place, "
+                       "an alias without .clone()?)")
+        elif v.ok and not row.ok:
+            why.append("right as graded: not defined here (did a line above it raise?)")
+        if v.message or not v.ok:
+            why.append(v.message or "does not match")
+        print(f"{line} | " + ("step: right" if v.ok else f"step: WRONG ({v.points:g}/{v.max_points:g})"))
+        for text in why:
+            print(_wrap(text, " " * 18 + "^ ", " " * 20))
+    matched = sum(r.ok for r in rows)
+    if graded:
+        right = sum(verdicts[k].ok for k in graded)
+        print(f"{matched}/{len(rows)} gradients match; {right}/{len(graded)} right, as graded")
+    else:
+        print(f"{matched}/{len(rows)} gradients match")
     if inherited:
-        print(f"{inherited} of the others differ only because an earlier gradient is wrong "
-              "(their own step is right): fix the first WRONG one")
+        print(_wrap(f"{inherited} right step(s) differ end to end only because an earlier gradient "
+                    "is wrong: fix the first WRONG one"))
+    for k in EXERCISES[exercise].extra_tests if verdicts else ():  # Exercise 4's training run
+        print(_wrap(verdicts[k].summary(), "", "    "))
+    for note in notes:
+        print(_wrap("note: " + note, "", "    "))
     return rows

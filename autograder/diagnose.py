@@ -67,3 +67,37 @@ def _shape(dt, t):
         return (f"shape {got}, expected {want}: the forward pass broadcast this tensor along "
                 f"dimension {dim}, so its gradient needs a sum over that dimension (keepdim=True)")
     return f"wrong shape {got}, expected {want}"
+
+
+# The mistakes the course names, as stable codes, each with the words of the verdict that name
+# it (written above and in score.py's messages; the class report reads them back from the
+# gradebook's verdicts). In order: the first that matches a verdict is its kind.
+MISCONCEPTIONS = [
+    ("bessel", "Bessel's correction (n where n-1 is meant, or back)",
+     ("Bessel's correction", "factor of n-1", "factor of 1/(n-1)", "factor of n/(n-1)", "factor of (n-1)/n")),
+    ("factor_n", "off by a factor of n (the mean's 1/n forgotten or doubled)",
+     ("factor of n", "factor of 1/n", "factor of 32/n", "factor of n/32")),
+    ("factor_other", "off by another constant factor", ("off by a constant factor",)),
+    ("sign", "sign flipped", ("sign flipped",)),
+    ("keepdim", "a sum without keepdim=True", ("without keepdim=True",)),
+    ("broadcast", "a broadcast tensor's gradient not summed over the broadcast dimension",
+     ("needs a sum over that dimension",)),
+    ("transposed", "transposed", ("transposed:",)),
+    ("accumulate", "repeated entries overwritten, not accumulated (+=)", ("accumulated (+=)",)),
+    ("hard_coded", "batch size hard-coded (32 for n)", ("is the batch size hard-coded?",)),
+    ("zero_step", "a gradient that is zero up to rounding written as a constant",
+     ("it does not follow from d", "the expected gradient is zero up to rounding")),
+    ("shape", "another wrong shape", ("wrong shape",)),
+    ("typo", "a typo in the gradient's name", ("a typo?",)),
+    ("reference", "copied autograd's gradient (ref, .grad, autograd)",
+     ("autograd reference", "autograd's gradient", "uses autograd")),
+    ("nan", "NaN or inf", ("contains NaN or inf",)),
+]
+
+
+def kind_of(verdict):
+    """The code of the named mistake in a verdict's text, or ''."""
+    for code, _, words in MISCONCEPTIONS:
+        if any(w in verdict for w in words):
+            return code
+    return ""

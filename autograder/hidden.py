@@ -1,20 +1,52 @@
-"""What the notebooks' graded test cells call, inside the learner's kernel.
+"""What the notebooks' check cells and graded test cells call, inside the learner's kernel.
 
-`grade` replays the learner's answer cells, read from the saved notebook, on the notebook's
-batch and on hidden inputs, and returns the points of one gradient (nbgrader's partial
-credit). The trusted score is recomputed outside the kernel (see autograder.trusted); this
-in-kernel score is what a learner's own run of the instructor tests would show.
+Every verdict the learner sees comes from one scorer, the grade's (`score.grade`): the
+check rows, `nbgrader validate` (`require`) and the in-kernel score (`grade`) replay the
+learner's answer cells on the notebook's batch and on hidden inputs, each step on the true
+upstream gradients, exactly as the trusted grader does outside the kernel (see
+autograder.grader.trusted). Only the answer cells count, as in the grade.
+
+Which source of an answer cell: the grade and Validate read the saved notebook. A check cell
+runs in the live kernel, where the learner may not have saved yet (and on Colab the notebook
+is not in the kernel's folder at all), so it takes what the kernel last ran in that cell
+(`answer_sources_live`): by cell id where the front end sends one (JupyterLab, Notebook 7),
+else the saved cell if the kernel ran it as saved, else the latest run input that assigns
+the cell's gradients, and says when that differs from the saved file.
 """
 import os
+import sys
+import textwrap
 from pathlib import Path
 
 import torch
 
-from . import model, score
-from .compare import compare
+from . import score
 from .exercises import EXERCISES
+from .statements import split
 
 _cache = {}
+_ran = {}  # cell id -> the source of its latest run in this kernel (front ends that send ids)
+
+
+def _shell():
+    ipython = sys.modules.get("IPython")  # never imported here: only inside a kernel
+    return ipython.get_ipython() if ipython is not None else None
+
+
+def _remember(info):
+    cell_id = getattr(info, "cell_id", None)
+    if cell_id and isinstance(getattr(info, "raw_cell", None), str):
+        _ran[cell_id] = info.raw_cell
+
+
+def watch():
+    """Remember each cell's source by its id when it runs (once per kernel)."""
+    shell = _shell()
+    if shell is not None and _remember not in shell.events.callbacks.get("pre_run_cell", []):
+        shell.events.register("pre_run_cell", _remember)
+
+
+watch()
 
 
 def answer_sources(nb, cell_ids):
@@ -23,23 +55,113 @@ def answer_sources(nb, cell_ids):
     return [(i, by_id[i]) for i in cell_ids if i in by_id]
 
 
-def verdicts(exercise, notebook=None):
-    """{name: Verdict} for the saved notebook of an exercise (cached until the file changes)."""
-    path = Path(notebook or EXERCISES[exercise].notebook)
-    stamp = (str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
-    if _cache.get(exercise, (None,))[0] != stamp:
-        import nbformat  # here, not at the top: importing it takes 1.5 s (jsonschema's formats),
-        # which every notebook's kernel would pay at its first cell, graded or not
-        nb = nbformat.read(path, as_version=4)
-        sources = answer_sources(nb, EXERCISES[exercise].answer_cells)
+def _read(path):
+    import nbformat  # here, not at the top: importing it takes 1.5 s (jsonschema's formats),
+    # which every notebook's kernel would pay at its first cell, graded or not
+    return nbformat.read(path, as_version=4)
+
+
+def _find_notebook(exercise):
+    """The exercise's notebook in the working folder: by its name, else (renamed: `ex2 (1).ipynb`)
+    the latest saved notebook there that holds the exercise's answer cells."""
+    path = Path(EXERCISES[exercise].notebook)
+    if path.exists():
+        return path
+    ids = [f'"grade_id": "{c}"' for c in EXERCISES[exercise].answer_cells]
+    for other in sorted(Path().glob("*.ipynb"), key=lambda p: -p.stat().st_mtime):
+        try:
+            text = other.read_text(errors="replace")
+        except OSError:
+            continue
+        if all(i in text for i in ids) and f'"grade_id": "{EXERCISES[exercise].test_id(next(iter(EXERCISES[exercise].grads)))}"' in text:
+            return other
+    return path  # missing: FileNotFoundError when read
+
+
+def saved_sources(exercise, notebook=None):
+    """[(grade_id, source)] of the saved notebook's answer cells and {cell id: grade id};
+    raises FileNotFoundError where the notebook is not in the working folder."""
+    nb = _read(Path(notebook) if notebook else _find_notebook(exercise))
+    ids = {c.get("id"): c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
+    return answer_sources(nb, EXERCISES[exercise].answer_cells), ids
+
+
+def _history():
+    shell = _shell()
+    return list(shell.history_manager.input_hist_raw) if shell is not None else []
+
+
+def _writes(src):
+    try:
+        return set().union(*(st.writes for st in split("", src)))
+    except Exception:
+        return set()
+
+
+def answer_sources_live(exercise, history=None, ran=None, notebook=None):
+    """([(grade_id, source)], [notes]): what the kernel last ran in each answer cell.
+
+    history: the kernel's inputs in order (IPython's raw history by default); ran: {cell id:
+    source of its latest run} (recorded by `watch`). Per answer cell: its latest run by id;
+    else the saved source if it was run as saved (or nothing was run); else the latest input,
+    not taken by another cell, that assigns one of the cell's gradients (a cell the learner
+    never ran: its saved source, as the grade would read it)."""
+    ex = EXERCISES[exercise]
+    history = _history() if history is None else list(history)
+    ran = _ran if ran is None else ran
+    try:
+        saved, ids = saved_sources(exercise, notebook)
+        saved = dict(saved)
+    except (FileNotFoundError, OSError, ValueError):
+        saved, ids = {}, {}
+    by_grade = {ids.get(cid, cid): src for cid, src in ran.items()}
+    ran_texts = {h.strip() for h in history}
+    out, notes, taken = [], [], set()
+    for cell, names in ex.answer_cells.items():
+        wanted = {"d" + k for k in names} | ({"backward"} if ex.key == "ex4" else set())
+        if cell in by_grade:
+            src = by_grade[cell]
+        elif cell in saved and (not history or saved[cell].strip() in ran_texts):
+            src = saved[cell]
+        else:
+            i = next((i for i in range(len(history) - 1, -1, -1)
+                      if i not in taken and _writes(history[i]) & wanted), None)
+            if i is None:
+                if cell in saved:
+                    out.append((cell, saved[cell]))
+                continue
+            taken.add(i)
+            src = history[i]
+        if saved and cell in saved and src.strip() != saved[cell].strip():
+            notes.append(f"{cell}: judged as you last ran it, which is not what the saved notebook "
+                         "holds: save the notebook (the grade reads the saved file)")
+        out.append((cell, src))
+    return out, notes
+
+
+def _scored(exercise, sources):
+    """score.grade on the sources, cached by them (one thread: tiny tensors)."""
+    key = (exercise, tuple(sources))
+    if _cache.get(exercise, (None,))[0] != key:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny tensors: more threads only contend
         try:
-            result = score.grade(exercise, sources)
+            result = score.grade(exercise, list(sources))
         finally:
             torch.set_num_threads(threads)
-        _cache[exercise] = (stamp, result)
+        _cache[exercise] = (key, result)
     return _cache[exercise][1]
+
+
+def verdicts(exercise, notebook=None):
+    """{name: Verdict} for the saved notebook of an exercise, as the grade judges it."""
+    return _scored(exercise, saved_sources(exercise, notebook)[0])
+
+
+def live_verdicts(exercise, history=None, ran=None, notebook=None):
+    """({name: Verdict}, [notes]) for what the kernel last ran in the answer cells."""
+    sources, notes = answer_sources_live(exercise, history, ran, notebook)
+    return _scored(exercise, sources), notes
 
 
 TRUSTED = "BACKPROP_NINJA_TRUSTED"  # set by nbgrader_config.py: TrustedScores rewrites the scores
@@ -59,48 +181,33 @@ def grade(exercise, name):
     return float(v.points)
 
 
+WIDTH = 80  # nbgrader validate cuts every line of an error at 87 characters (its width 90, less "...")
+
+
+def wrapped(text, width=WIDTH):
+    """Lines of at most `width` characters, continuation lines indented."""
+    return textwrap.wrap(text, width, subsequent_indent="    ", break_long_words=True,
+                         break_on_hyphens=False) or [""]
+
+
 class NotYet(AssertionError):
-    """A check that fails under `nbgrader validate`, shown as its one-line message (IPython
-    shows `_render_traceback_` instead of a traceback)."""
+    """A check that fails under `nbgrader validate`, shown as its message, wrapped to fit
+    nbgrader's lines (IPython shows `_render_traceback_` instead of a traceback)."""
 
     def _render_traceback_(self):
-        return [str(self)]
+        return [line for part in str(self).splitlines() for line in wrapped(part)]
 
 
-def require(var, ns):
-    """Under `nbgrader validate`, fail with one line if `var` (a gradient, or Exercise 4's
-    `backward`) is not defined yet or its own step is wrong on the notebook's batch (judged as
-    the grader does: given the learner's upstream gradients); otherwise do nothing, so that
-    Run All in the learner's notebook never stops here."""
+def require(exercise, name, ns=None):
+    """Under `nbgrader validate`, fail with the grade's verdict if the graded item (a gradient
+    name, or 'training') does not earn its points: the same scorer, on the saved notebook, as
+    the grade. Otherwise (Run All in the learner's notebook) do nothing."""
     if not os.environ.get("NBGRADER_VALIDATING"):
         return
-    if var == "backward":
-        problems = [f"d{r.name}: " + ("not returned" if r.shape is None else "wrong") for r in _check_backward(ns) if not r.ok]
-    elif "ref" in ns:
-        from .check import own_step
-        from .diagnose import diagnose
-        k, dt, ref = var[1:], ns.get(var), ns["ref"]
-        expected = own_step(k, ns, ref)
-        expected = ref[k] if expected is None else expected
-        row = compare(k, dt, expected)
-        problems = [] if row.ok else [f"{var}: " + ("not defined yet" if row.shape is None else
-                                                    "wrong: " + (diagnose(dt, expected, ns.get("n", 32)) or str(row).split("| ", 2)[-1]))]
-    else:
-        problems = []
-    if problems:
-        raise NotYet("; ".join(problems))
-
-
-def _check_backward(ns):
-    """cmp rows of the learner's backward against autograd on the notebook's batch."""
-    if not callable(ns.get("backward")):
-        raise NotYet("backward: not defined yet")
-    params = [p.detach() for p in ns["parameters"]]
     try:
-        with torch.no_grad():
-            _, cache = model.forward_ex4(ns["Xb"], ns["Yb"], params)
-            grads = ns["backward"](ns["Xb"], ns["Yb"], params, cache)
-    except Exception as e:
-        raise NotYet(f"backward raised {type(e).__name__}: {e}") from None
-    grads = list(grads) if isinstance(grads, (list, tuple)) else [None] * 7
-    return [compare(k, g, r) for k, g, r in zip(model.PARAM_NAMES, grads, model.autograd_step_grads(params, ns["Xb"], ns["Yb"]))]
+        v = verdicts(exercise)[name]
+    except FileNotFoundError:
+        raise NotYet(f"{EXERCISES[exercise].notebook} is not in {os.getcwd()}: cannot check it") from None
+    if not v.ok:
+        raise NotYet(v.summary())
+

@@ -139,6 +139,10 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
             ns[name] = t.clone()
             if watch is not None:
                 watch.source(t)
+            if isinstance(v, torch.Tensor):  # the learner's other names for the same tensor
+                for other in written:          # (`dlogprobs = dlp`, then `dprobs = dlp / probs`)
+                    if ns.get(other) is v:
+                        ns[other] = ns[name]
 
     for i, st in enumerate(statements):
         for name in answered:

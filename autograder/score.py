@@ -9,6 +9,7 @@ whose true gradient is zero up to rounding (`dlogit_maxes`, `db1`), random ones 
 gradient, so a constant zero cannot pass. Each answer is then compared with autograd's gradient (or, in the random run,
 with the step's vector-Jacobian product of the random upstream).
 """
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,7 @@ TRAIN_LR = 0.1
 # Steps whose true gradient is zero up to rounding -> the upstream made random to judge them.
 ZERO_STEPS = {"logit_maxes": "norm_logits", "b1": "hprebn"}
 MAX_ELEMENTS = 10**7  # an answer tensor larger than this is refused unread
+BANNED = ("reads ", "uses ")  # how statements.forbidden's reasons start
 
 
 @dataclass
@@ -54,6 +56,16 @@ class Verdict:
         label = f"d{self.name}" if self.name in EXERCISES[self.exercise].grads else self.name
         return f"{label}: {mark} ({self.points:g}/{self.max_points:g})" + (
             f": {self.message}" if self.message else "")
+
+
+def reason(summary):
+    """The reason in a verdict's text `dX: WRONG (0/1): why` (its first line; '' for a
+    verdict without one); any other text is returned as it is."""
+    first = summary.splitlines()[0] if summary else ""
+    head, sep, why = first.partition("): ")
+    if sep and re.fullmatch(r"\S+: (ok|WRONG) \([\d.]+/[\d.]+", head):
+        return why
+    return "" if re.fullmatch(r"\S+: (ok|WRONG) \([\d.]+/[\d.]+\)", first) else first
 
 
 @dataclass
@@ -261,18 +273,20 @@ def _message(k, failed, error, ex):
     c, kind, dt, expected = failed[0]
     if isinstance(dt, str) and dt.startswith(REFUSED):
         return f"not judged: {dt[len(REFUSED):]} (an answer must be a dense float tensor on the CPU)"
+    names = {f[0].name for f in failed}
+    said = f" ({error})" if error else ""
+    if kind == "own step" and "notebook" not in names and c.n != 32:  # also where it raised there
+        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) else None
+        if what is None and error.startswith(BANNED):  # the statement was not run: say why
+            return "refused: " + error
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
-    names = {f[0].name for f in failed}
     why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex))
-    said = f" ({error})" if error else ""
     if kind == "random upstream":
         up = ZERO_STEPS[k]
         return (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
                 f"given a random d{up} it is wrong (a constant?)" + said)
-    if "notebook" not in names and c.n != 32:
-        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
     where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
     return f"does not match {where}" + (f": {why}" if why else "") + said
 

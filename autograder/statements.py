@@ -123,6 +123,9 @@ def _broken(cell, lines, lo, hi, e):
 AUTOGRAD_NAMES = {"autograd", "functorch", "requires_grad", "requires_grad_", "enable_grad",
                   "set_grad_enabled", "retain_grad", "grad_fn"}
 AUTOGRAD_ATTRS = {"grad", "backward", "func"}
+# The notebook's own autograd gradients (for the checks) and the course's functions that compute
+# gradients: an answer that reads them copies, it does not backpropagate.
+REFERENCE = {"ref", "autograd_step_grads", "reference_grads", "local_grad"}
 DYNAMIC = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "importlib", "globals",
            "vars", "__dict__", "__builtins__", "__class__", "__subclasses__"}
 
@@ -136,6 +139,12 @@ def forbidden(src):
     prev = None
     for tok in tokens:
         if tok.type == tokenize.NAME:
+            if tok.string in REFERENCE and prev != ".":
+                return (f"reads the notebook's autograd reference (`{tok.string}`, line {tok.start[0]}): "
+                        "it is there for the checks; compute the gradient by hand")
+            if prev == "." and tok.string == "grad":
+                return (f"reads autograd's gradient (`.grad`, line {tok.start[0]}): "
+                        "compute the gradient by hand")
             if tok.string in AUTOGRAD_NAMES or (prev == "." and tok.string in AUTOGRAD_ATTRS):
                 return f"uses autograd (`{tok.string}`, line {tok.start[0]}): gradients must be computed by hand"
             if tok.string in DYNAMIC:

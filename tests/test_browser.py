@@ -482,7 +482,9 @@ def test_a_learner_works_through_exercise_2_in_jupyterlab(jupyterlab, browser, a
         verdict = dialog.text
         layout["validate_dialog"] = verdict
         # the wrong answer is still in place: Validate fails on dlogits, in one line with the mistake
-        assert "fail" in verdict.lower() and "dlogits: wrong: off by a constant factor of n" in verdict, verdict
+        said = " ".join(verdict.split())  # (Validate's lines are wrapped to fit nbgrader's width)
+        assert "fail" in verdict.lower() and "dlogits: WRONG (0/4):" in said and \
+            "off by a constant factor of n" in said, verdict
         assert "Traceback" not in verdict, verdict
         nb.screenshot("4-validate.png")
         dialog.find_elements(By.CSS_SELECTOR, ".jp-Dialog-footer button")[-1].click()

@@ -180,3 +180,18 @@ def test_exercise_4_backward_may_use_the_notebooks_constants():
 def test_exercise_4_training_verdict_states_its_tolerance():
     verdicts = score.grade("ex4", list(solution_cells("ex4").items()))
     assert verdicts["training"].ok and f"at most {score.TRAIN_RTOL:.0e}" in verdicts["training"].message
+
+
+def test_a_step_reading_its_upstream_under_another_name_is_judged_on_the_true_upstream():
+    """`dlogprobs = dlp` (the same tensor), then `dprobs = ... * dlp`: a hard-coded 1/32 in
+    dlp costs dlogprobs, not dprobs as well."""
+    cells = edited("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                   "dprobs = (1.0 / probs) * dlogprobs",
+                   "dlp = torch.zeros_like(logprobs)\ndlp[range(n), Yb] = -1.0 / 32\ndlogprobs = dlp\n"
+                   "dprobs = (1.0 / probs) * dlp")
+    assert list(wrong(cells)) == ["logprobs"]
+
+
+def test_a_hard_coded_size_that_raises_on_other_batches_says_so():
+    lost = wrong(edited("demb = dembcat.view(emb.shape)", "demb = dembcat.view(32, 3, 10)"))
+    assert list(lost) == ["emb"] and "hard-coded" in lost["emb"] and "RuntimeError" in lost["emb"]

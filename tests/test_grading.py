@@ -177,13 +177,18 @@ def test_the_cheat_attempt_is_shown_the_trusted_verdict(graded):
 
 
 def test_the_per_gradient_report(graded, tmp_path):
-    """Does the class report list each gradient's score and verdict, and draw the plot?"""
+    """Does the class report list each gradient's score, status, named mistake and verdict, and draw
+    the plots?"""
     from autograder.grader import report
-    report.main(["--course", str(graded), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png")])
+    report.main(["--course", str(graded), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png"),
+                 "--mistakes-csv", str(tmp_path / "k.csv"), "--mistakes-plot", str(tmp_path / "k.png")])
     table = list(csv.DictReader(open(tmp_path / "g.csv")))
     row = next(r for r in table if r["student"] == "missing_1_over_n" and r["item"] == "logprobs")
     assert float(row["score"]) == 0 and "factor of n" in row["verdict"]
+    assert row["status"] == "wrong" and row["mistake"] == "factor_n"
     assert (tmp_path / "m.png").stat().st_size > 1000
+    named = {r["mistake"]: r for r in csv.DictReader(open(tmp_path / "k.csv"))}
+    assert "ex1 dlogprobs" in named["factor_n"]["gradients"] and (tmp_path / "k.png").stat().st_size > 1000
 
 
 def test_plain_nbgrader_autograde_gives_the_same_scores(graded):

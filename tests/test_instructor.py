@@ -198,9 +198,10 @@ def test_the_report_separates_wrong_from_not_attempted_and_names_gradients(grade
     figures = []
     from matplotlib.figure import Figure
     monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self))
-    report.main(["--course", str(graded.root), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png")])
+    report.main(["--course", str(graded.root), "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "m.png"),
+                 "--mistakes-csv", str(tmp_path / "k.csv"), "--mistakes-plot", str(tmp_path / "k.png")])
     rows = list(csv.DictReader(open(tmp_path / "g.csv")))
-    assert {r["status"] for r in rows} <= {"right", "wrong", "not attempted"}
+    assert {r["status"] for r in rows} <= {"right", "wrong", "error", "not attempted"}
     labels = [t.get_text() for ax in figures[0].axes for t in ax.get_yticklabels()]
     assert "dC" in labels and "dcounts_sum_inv" in labels and not any(" " in label for label in labels)
     assert [ax.get_title(loc="left") for ax in figures[0].axes] == [ex.notebook[:-6] for ex in EXERCISES.values()]

@@ -53,7 +53,7 @@ def grad_tests(exercise, names, points=1):
     return [test(f"test_{exercise}_d{k}",
                  f"d{k} ({points} point{'s' if points != 1 else ''}): replayed on the notebook's batch "
                  f"and on hidden ones (other seeds and batch sizes).",
-                 f'require("d{k}", globals())', f'grade("{exercise}", "{k}")', points)
+                 f'require("{exercise}", "{k}")', f'grade("{exercise}", "{k}")', points)
             for k in names]
 
 

@@ -18,8 +18,9 @@ tensor's shape.
 
 **How to work.** Run the setup cells, then fill in one stage at a time. After each stage a
 check prints the familiar row for each gradient (shape, approximate, maxdiff) against
-PyTorch's, and whether your own step is right given your upstream gradients. A gradient you
-have not written yet shows as *missing*. The hints under each stage say what to
+PyTorch's, and the grade's verdict on your own step (`step: right` or `step: WRONG`, and why),
+judged as the grade judges it: on the true upstream gradients and on hidden batches. A
+gradient you have not written yet shows as *missing*. The hints under each stage say what to
 differentiate, which rule applies and what shape to expect; the formula is yours to write.
 
 **How it is graded.** Each of the 26 gradients is worth 1 point and is judged on its own step.
@@ -156,11 +157,11 @@ def hints(table):
 
 
 def report_call(names, width=79):
-    """`rows = report([...], globals(), ref)`, its list wrapped to fit a laptop's notebook."""
+    """`rows = report([...], globals(), ref, "ex1")`, its list wrapped to fit a laptop's notebook."""
     lines, line = [], "rows = report(["
     indent = " " * len(line)
     for i, name in enumerate(names):
-        item = f'"{name}"' + (", " if i < len(names) - 1 else "], globals(), ref)")
+        item = f'"{name}"' + (", " if i < len(names) - 1 else "], globals(), ref, \"ex1\")")
         if len(line) + len(item.rstrip()) > width:
             lines.append(line.rstrip())
             line = indent

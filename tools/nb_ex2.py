@@ -61,7 +61,7 @@ should give three numbers that sum to zero, one of them negative. Does it?
 Expect `approximate: True` and `maxdiff: < 1e-6`: the one-liner rounds differently from the
 eight-step chain, so it matches up to float32 rounding (the lecture's maxdiff: about 5e-9).
 """),
-    locked("ex2_check_dlogits", 'rows = report(["logits"], globals(), ref)'),
+    locked("ex2_check_dlogits", 'rows = report(["logits"], globals(), ref, "ex2")'),
     *grad_tests("ex2", ["logits"], points=4),
     md("ex2_intuition", """
 ---

@@ -73,7 +73,7 @@ derivation loses that difference, the check comes out close but `False`.
 Expect `approximate: True` and `maxdiff: < 1e-6`: the one-go formula matches up to float32
 rounding (the lecture's maxdiff: about 1e-9).
 """),
-    locked("ex3_check_dhprebn", 'rows = report(["hprebn"], globals(), ref)'),
+    locked("ex3_check_dhprebn", 'rows = report(["hprebn"], globals(), ref, "ex3")'),
     *grad_tests("ex3", ["hprebn"], points=4),
     md("ex3_done", """
 ---

@@ -90,9 +90,9 @@ grads = list(grads) if isinstance(grads, (list, tuple)) else []
 grads += [None] * (len(parameters) - len(grads))
 ref = autograd_step_grads(parameters, Xb, Yb)
 names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
-rows = [cmp(k, d, r) for k, d, r in zip(names, grads, ref)]
+# each row: the lecture's cmp, and the grade's verdict (also on hidden batches of other sizes)
+rows = report(names, {"d" + k: d for k, d in zip(names, grads)}, dict(zip(names, ref)), "ex4")
 matched = sum(r.ok for r in rows)
-print(f"{matched}/{len(rows)} gradients match")
 
 if any(d is None for d in grads[:len(names)]):
     print("Some gradients are still None: write backward above, then run this cell again.")
@@ -389,14 +389,14 @@ a fast backward pass is one with few operations. Some ideas, each checked by the
     *[test(f"test_ex4_d{k}",
            f"d{k} (1 point): backward's gradient for {k} on the notebook's batch and on hidden "
            f"ones (other seeds and batch sizes), against autograd.",
-           'require("backward", globals())', f'grade("ex4", "{k}")', 1)
+           f'require("ex4", "{k}")', f'grade("ex4", "{k}")', 1)
       for k in PARAM_NAMES],
     test("test_ex4_training",
          "Training (3 points): 100 SGD steps (learning rate 0.1) driven by backward, from hidden "
          "initial parameters, must end where the same steps driven by autograd end: for every "
          f"parameter, max |yours - autograd's| / max |autograd's| at most {TRAIN_RTOL:.0e} (a right "
          "backward lands near 3e-07; a missing Bessel correction near 4e-04).",
-         'require("backward", globals())', 'grade("ex4", "training")', 3),
+         'require("ex4", "training")', 'grade("ex4", "training")', 3),
     md("ex4_train_md", """
 ---
 ## Train

@@ -1,10 +1,16 @@
 """Per-gradient results for the whole class, after `nbgrader autograde`:
 
-    python -m autograder.report [--course .] [--assignment backprop_ninja] [--csv gradients.csv] [--plot missed.png]
+    python -m autograder.report [--course .] [--assignment backprop_ninja] [--csv gradients.csv]
+        [--plot missed.png] [--mistakes-csv mistakes.csv] [--mistakes-plot mistakes.png]
 
-The CSV has one row per learner and graded item (score, points, right / wrong / not attempted,
-the verdict shown in the feedback); the plot shows, exercise by exercise, which gradients
-learners get wrong and which they leave blank.
+The CSV has one row per learner and graded item (score, points, status, the named mistake,
+the verdict shown in the feedback). The status is right, wrong (a gradient that does not
+match), error (the answer raised, did not parse, was refused, or has a typo in its name: the
+learner tried) or not attempted (no notebook, the answer cell as released, or no line
+assigning the gradient). The plot shows, exercise by exercise, which gradients learners get
+wrong, which raise, and which they leave blank. The mistakes CSV and plot are the
+misconception view: for each mistake the course names (diagnose.MISCONCEPTIONS), how many
+learners made it and on which gradients.
 """
 import argparse
 import csv
@@ -14,10 +20,18 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from .course import ASSIGNMENT, submitted
+from ..diagnose import MISCONCEPTIONS, kind_of
 from ..exercises import EXERCISES
+from ..score import reason
 
-FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "status", "verdict"]
-NOT_ATTEMPTED, WRONG, RIGHT = "not attempted", "wrong", "right"
+FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "status", "mistake", "verdict"]
+NOT_ATTEMPTED, ERROR, WRONG, RIGHT = "not attempted", "error", "wrong", "right"
+STATUSES = [RIGHT, WRONG, ERROR, NOT_ATTEMPTED]
+MISTAKE_FIELDS = ["mistake", "description", "learners", "times", "gradients"]
+# Verdicts of an answer that was tried but gave no gradient: it raised, did not parse, was
+# refused, or names the gradient with a typo (score._message and replay's errors).
+TRIED = ("Error:", "Exception:", "Interrupt:", "Exit:", "a typo?", "Timeout", "stopped after",
+         "cannot read", "cannot compile", "not allowed", "uses ", "reads ", "raised")
 
 
 def graded_cells(path):
@@ -32,16 +46,28 @@ def output_text(cell):
     return "".join(o.get("text", "") for o in cell.get("outputs", [])).strip() if cell is not None else ""
 
 
+def verdict_reason(verdict):
+    """The reason in a verdict `dX: WRONG (0/1): why` (see score.reason)."""
+    return reason(verdict)
+
+
 def status(ex, item, score, points, learner, release):
-    """right, wrong or not attempted: no notebook, the answer cell as released, or not defined."""
+    """right; not attempted (no notebook, the answer cell as released, nothing assigns the
+    gradient); error (it was tried: raised, did not parse, refused, a typo); else wrong."""
     if score >= points:
         return RIGHT
-    if not learner or ": not defined" in output_text(learner.get(ex.test_id(item))):
+    if not learner:
         return NOT_ATTEMPTED
     for cell, names in ex.answer_cells.items():
         if (item in names or not names) and cell in learner and cell in release \
                 and learner[cell].source.strip() == release[cell].source.strip():
             return NOT_ATTEMPTED
+    why = verdict_reason(output_text(learner.get(ex.test_id(item))))
+    if why.startswith(("refused:", "not a tensor")):
+        return ERROR
+    if why.startswith(("not defined", "the short training run did not complete")) or not why:
+        # raised, did not parse, a typo; or no line assigns it and nothing went wrong
+        return ERROR if any(w in why for w in TRIED) else NOT_ATTEMPTED
     return WRONG
 
 
@@ -67,41 +93,101 @@ def rows(course, assignment=ASSIGNMENT):
                 for g in nb.grades:
                     if g.name in items:
                         score, points = g.score, g.max_score
+                        verdict = output_text(learner.get(g.name))
+                        st = status(ex, items[g.name], score, points, learner, release)
                         out.append(dict(student=sub.student_id, exercise=ex.key, item=items[g.name], test_id=g.name,
-                                        score=score, points=points,
-                                        status=status(ex, items[g.name], score, points, learner, release),
-                                        verdict=output_text(learner.get(g.name))))
+                                        score=score, points=points, status=st,
+                                        mistake=kind_of(verdict_reason(verdict)) if st in (WRONG, ERROR) else "",
+                                        verdict=verdict))
     return sorted(out, key=lambda r: (r["student"], r["test_id"]))
 
 
+def _label(r):
+    return f"d{r['item']}" if r["item"] in EXERCISES[r["exercise"]].grads else r["item"]
+
+
 def plot_missed(table, path):
-    """A panel per exercise, a bar per graded item: the share of learners who got it wrong and
-    who did not attempt it."""
+    """A panel per exercise, a bar per graded item: the share of learners whose answer is
+    wrong, raised (error) and who did not attempt it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    counts = {}  # exercise -> item -> [learners, wrong, not attempted]
+    shown = [(WRONG, "firebrick"), (ERROR, "darkorange"), (NOT_ATTEMPTED, "silver")]
+    counts = {}  # exercise -> item -> {status: learners}
     for r in table:
-        c = counts.setdefault(r["exercise"], {}).setdefault(r["item"], [0, 0, 0])
-        c[0] += 1
-        c[1] += r["status"] == WRONG
-        c[2] += r["status"] == NOT_ATTEMPTED
+        c = counts.setdefault(r["exercise"], {}).setdefault(r["item"], dict.fromkeys(STATUSES, 0))
+        c[r["status"]] += 1
     exercises = sorted(counts)
     fig, axes = plt.subplots(len(exercises), 1, sharex=True, squeeze=False,
                              figsize=(8, 1.2 + 0.26 * sum(len(counts[e]) + 2 for e in exercises)),
                              gridspec_kw={"height_ratios": [len(counts[e]) + 1 for e in exercises]})
     for ax, key in zip(axes[:, 0], exercises):
-        items = sorted(counts[key], key=lambda k: (counts[key][k][1] + counts[key][k][2]) / counts[key][k][0])
-        share = lambda i: [100 * counts[key][k][i] / counts[key][k][0] for k in items]  # noqa: E731
+        order = [*EXERCISES[key].grads, *EXERCISES[key].extra_tests]
+        items = [k for k in order if k in counts[key]][::-1]  # the lecture's order, top to bottom
         labels = [f"d{k}" if k in EXERCISES[key].grads else k for k in items]
-        ax.barh(labels, share(1), color="firebrick", label=WRONG)
-        ax.barh(labels, share(2), left=share(1), color="silver", label=NOT_ATTEMPTED)
+        left = [0.0] * len(items)
+        for st, colour in shown:
+            share = [100 * counts[key][k][st] / sum(counts[key][k].values()) for k in items]
+            ax.barh(labels, share, left=left, color=colour, label=st)
+            left = [a + b for a, b in zip(left, share)]
         ax.set_title(EXERCISES[key].notebook[:-len(".ipynb")], loc="left", fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", color="0.9")
+        ax.set_axisbelow(True)
     axes[0, 0].legend(loc="lower right", fontsize=8)
     axes[-1, 0].set_xlabel("% of learners who did not get its points")
     axes[-1, 0].set_xlim(0, 100)
     fig.suptitle(f"Gradients missed ({len({r['student'] for r in table})} learners)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def mistakes(table):
+    """The misconception view: one dict per mistake the course names (in the order of
+    diagnose.MISCONCEPTIONS), with the learners who made it, how many times, and on which
+    gradients ("ex1 dW2 (3), ..."), most learners first; mistakes nobody made are left out."""
+    out = []
+    for code, description, _ in MISCONCEPTIONS:
+        hits = [r for r in table if r.get("mistake") == code]
+        if not hits:
+            continue
+        where = {}
+        for r in hits:
+            where.setdefault(f"{r['exercise']} {_label(r)}", set()).add(r["student"])
+        ranked = sorted(where.items(), key=lambda kv: -len(kv[1]))
+        out.append(dict(mistake=code, description=description, learners=len({r["student"] for r in hits}),
+                        times=len(hits), gradients=", ".join(f"{g} ({len(s)})" for g, s in ranked)))
+    return sorted(out, key=lambda m: -m["learners"])
+
+
+def plot_mistakes(table, path, learners=None):
+    """One bar per named mistake: how many learners made it, with the gradients (and how
+    many learners each) written beside the bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = mistakes(table)[::-1]
+    learners = learners or len({r["student"] for r in table})
+    most = max([m["learners"] for m in rows] or [1])
+    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.42 * max(len(rows), 1)))
+    if rows:
+        ax.barh([m["description"] for m in rows], [m["learners"] for m in rows], color="steelblue", height=0.6)
+        for i, m in enumerate(rows):
+            where = m["gradients"] if len(m["gradients"]) <= 70 else m["gradients"][:67].rsplit(",", 1)[0] + ", ..."
+            ax.text(m["learners"] + 0.03 * most, i, where, va="center", fontsize=8.5)
+    else:
+        ax.text(0.5, 0.5, "no named mistake in the class", ha="center", va="center", transform=ax.transAxes)
+        ax.set_yticks([])
+    ax.set_xlim(0, most * 2.4)  # the right part holds the gradients' names
+    step = max(1, -(-most // 6))
+    ax.set_xticks(range(0, most + 1, step))
+    ax.tick_params(axis="y", labelsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.spines["bottom"].set_bounds(0, most)
+    ax.set_xlabel(f"learners who made it (of {learners})", loc="left")
+    fig.suptitle("Mistakes the class makes: how many learners made each, and on which gradients "
+                 "(with how many learners each)", x=0.01, ha="left", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -150,6 +236,10 @@ def main(argv=None):
     p.add_argument("--assignment", default=ASSIGNMENT, help="the assignment (default: %(default)s)")
     p.add_argument("--csv", default="gradients.csv", help="where to write the CSV (default: %(default)s)")
     p.add_argument("--plot", default="missed.png", help="where to write the plot (default: %(default)s)")
+    p.add_argument("--mistakes-csv", default="mistakes.csv",
+                   help="where to write the misconception table (default: %(default)s)")
+    p.add_argument("--mistakes-plot", default="mistakes.png",
+                   help="where to write the misconception plot (default: %(default)s)")
     args = p.parse_args(argv)
     if not (Path(args.course) / "gradebook.db").exists():
         p.error(f"no gradebook.db in {args.course}: run nbgrader autograde first")
@@ -162,7 +252,17 @@ def main(argv=None):
         w.writeheader()
         w.writerows(table)
     plot_missed(table, args.plot)
-    print(f"wrote {args.csv} ({len(table)} rows) and {args.plot}")
+    named = mistakes(table)
+    with open(args.mistakes_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, MISTAKE_FIELDS)
+        w.writeheader()
+        w.writerows(named)
+    plot_mistakes(table, args.mistakes_plot)
+    tally = {st: sum(r["status"] == st for r in table) for st in STATUSES}
+    print(f"wrote {args.csv} ({len(table)} rows: " + ", ".join(f"{n} {st}" for st, n in tally.items())
+          + f"), {args.plot}, {args.mistakes_csv} ({len(named)} named mistakes) and {args.mistakes_plot}")
+    for m in named:
+        print(f"  {m['learners']} learner(s): {m['description']}: {m['gradients']}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from traitlets.utils.importstring import import_item
 from .course import ASSIGNMENT
 from ..exercises import EXERCISES
 from .pages import MARK, make_safe
+from ..score import reason
 from .repair import RepairingExporter
 from .execute import SandboxedExecute
 
@@ -180,7 +181,7 @@ def render_math(markdown):
 
 class FeedbackExporter(HTMLExporter):
     """nbgrader's feedback page; for the course's assignment, each graded cell is named by its
-    gradient in the list at the top (not "Test cell"), and the math is drawn in the page, so it
+    gradient in the list at the top (not "Test cell"), with its score and verdict, and the math is drawn in the page, so it
     reads offline and in JupyterLab's HTML viewer, where no MathJax script runs."""
 
     def from_notebook_node(self, nb, resources=None, **kw):
@@ -198,6 +199,16 @@ class FeedbackExporter(HTMLExporter):
         resources = {**(resources or {}), MARK: True}
         output, resources = super().from_notebook_node(nb, resources, **kw)
         output = MATHJAX.sub("", output)
-        output = re.sub(r'(<a href="#([\w-]+)">)Test cell(</a>)',
-                        lambda m: m.group(1) + html.escape(LABELS.get(m.group(2), "Test cell")) + m.group(3), output)
-        return output, resources
+        return index_with_verdicts(output, nb), resources
+
+
+def index_with_verdicts(page, nb):
+    """The feedback page with each graded cell of its index named by its gradient, with its
+    score and its verdict (what the cell printed), not nbgrader's "Test cell" and score only."""
+    why = {c.metadata["nbgrader"]["grade_id"]: reason("".join(o.get("text", "") for o in c.get("outputs", [])
+                                                          if o.get("name") == "stdout"))
+           for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    return re.sub(r'(<a href="#([\w-]+)">)Test cell(</a>)( \(Score: [^)<]*\))?',
+                  lambda m: m.group(1) + html.escape(LABELS.get(m.group(2), "Test cell")) + m.group(3)
+                  + (m.group(4) or "") + (f": {html.escape(why[m.group(2)])}" if why.get(m.group(2)) else ""),
+                  page)
