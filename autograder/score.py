@@ -322,6 +322,27 @@ def _score_training(collector, errors, v):
                  f"(relative; at most {TRAIN_RTOL:.0e} passes)")
 
 
+_KIND = re.compile(r"^([A-Za-z_]\w{0,60})(?::|$)")
+_LINE = re.compile(r"\(line (\d+)\)$")
+
+
+def redacted(errors):
+    """The replay's errors {"<case>/<run>/<name>": message}, where the message of any case
+    but the notebook's own batch keeps only the kind of error and its line: an exception's
+    text on a hidden case could quote the hidden inputs. The grader's own messages (a
+    numerical gradient, the process's end) stay."""
+    out = {}
+    for key, message in errors.items():
+        case = key.split("/")[0]
+        if case in ("notebook", "numerical", "process") or message.startswith("backward did not return"):
+            out[key] = message
+            continue
+        kind, line = _KIND.match(message), _LINE.search(message)
+        out[key] = (f"{kind.group(1) if kind else 'an error'} on a hidden case"
+                    + (f" (line {line.group(1)})" if line else ""))
+    return out
+
+
 def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     """{name: Verdict} for answer sources [(cell_id, source)], replayed in this process (the
     learner's own kernel, tests). The trusted score replays in a sandbox: see trusted.py."""
@@ -329,4 +350,4 @@ def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     cases = make_cases(exercise, setting)
     collector = Collector(exercise, cases, setting)
     errors = replay.run_job(build_job(exercise, statements(sources, banned), cases, setting), collector.give)
-    return score(exercise, collector, errors)
+    return score(exercise, collector, redacted(errors))  # as the trusted grade words them

@@ -415,7 +415,7 @@ def test_an_error_on_a_hidden_case_quotes_no_value():
 
 
 def test_redaction_keeps_the_graders_own_messages():
-    errors = sandbox.redacted({"notebook/true/dlogits": "ValueError: 1, 2 (line 1)",
+    errors = score.redacted({"notebook/true/dlogits": "ValueError: 1, 2 (line 1)",
                                "hidden_a/true/dlogits": "NameError: name 'q' is not defined (line 3)",
                                "hidden_b/true/*": "TypeError: [0.25, 0.5]",
                                "numerical/hidden_a/true/dlogits": NUMERICAL, "process": "the process crashed"})

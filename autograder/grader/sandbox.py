@@ -9,7 +9,6 @@ writable scratch folder.
 """
 import itertools
 import os
-import re
 import resource
 import shutil
 import signal
@@ -27,7 +26,7 @@ try:
 except ImportError:  # a learner's install: no kernels to sandbox here
     AsyncKernelManager = object
 
-from .. import data
+from .. import data, score
 from . import wire
 
 PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner side included
@@ -137,25 +136,6 @@ def _detached(value):
     return value
 
 
-_LINE = re.compile(r"\(line (\d+)\)$")
-_KIND = re.compile(r"^([A-Za-z_]\w{0,60})(?::|$)")
-
-
-def redacted(errors):
-    """The replay's errors {"<case>/<run>/<name>": message}, where the message of any case
-    but the notebook's own batch keeps only the kind of error and its line: an exception's
-    text on a hidden case could quote the hidden inputs. The grader's own messages (a
-    numerical gradient, the process's end) stay."""
-    out = {}
-    for key, message in errors.items():
-        case = key.split("/")[0]
-        if case in ("notebook", "numerical", "process") or message.startswith("backward did not return"):
-            out[key] = message
-            continue
-        kind, line = _KIND.match(message), _LINE.search(message)
-        out[key] = (f"{kind.group(1) if kind else 'an error'} on a hidden case"
-                    + (f" (line {line.group(1)})" if line else ""))
-    return out
 
 
 def _give(collector, fields, value):
@@ -216,7 +196,7 @@ def run_many(jobs, collectors):
                     reply = _give(collectors[ex], fields, msg.get("value"))
                     wire.send(to_child, {"value": reply}, deadline)
                 elif op == "done" and ex in jobs and ex not in results and isinstance(msg.get("errors"), dict):
-                    results[ex] = redacted({str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]})
+                    results[ex] = score.redacted({str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]})
                 elif op == "failed" and ex in jobs and ex not in results:
                     collectors[ex].answers.clear()
                     results[ex] = {"process": str(msg.get("why"))[:300]}
