@@ -30,6 +30,7 @@ class JobFailed(RuntimeError):
 # --- packing (on the coordinator) ------------------------------------------------------------
 
 LINK = None  # what collect gives for a link: that there is one, never what it points at
+SPECIAL = "special"  # ... and for a FIFO, device or socket: that there is one, never read
 
 
 def collect(folder):
@@ -55,6 +56,8 @@ def collect(folder):
             elif stat.S_ISREG(st.st_mode):
                 with open(path, "rb") as f:
                     files[os.path.relpath(path, folder)] = f.read()
+            else:  # the worker puts an empty FIFO there, which the repair skips with its note
+                files[os.path.relpath(path, folder)] = SPECIAL
     return files
 
 
@@ -135,7 +138,7 @@ def prepare_process():
 
 
 def write_tree(folder, files, link_target=None):
-    """Write collect's {relative path: bytes or LINK} under folder; a LINK becomes a link to
+    """Write collect's {relative path: bytes, LINK or SPECIAL} under folder (SPECIAL: an empty FIFO); a LINK becomes a link to
     link_target (an empty file outside the course), or is left out without one."""
     for rel, content in files.items():
         path = Path(folder) / rel
@@ -146,7 +149,9 @@ def write_tree(folder, files, link_target=None):
             if link_target is not None:
                 Path(link_target).touch()
                 path.symlink_to(link_target)
-        else:
+        elif isinstance(content, str) and content == SPECIAL:
+            os.mkfifo(path)
+        elif isinstance(content, bytes):
             path.write_bytes(content)
 
 
