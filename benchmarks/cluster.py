@@ -59,18 +59,9 @@ class LocalCluster:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def close(self):
-        import psutil
+        from autograder.grader.grade import kill_tree
         for proc in self.procs:
-            try:
-                tree = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
-            except psutil.NoSuchProcess:
-                continue
-            for p in tree:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(tree, timeout=10)
+            kill_tree(proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from autograder.grader import course, examples, grade
+from autograder.grader.grade import kill_tree
 from autograder.grader.course import ASSIGNMENT
 
 pytest.importorskip("distributed")
@@ -27,21 +28,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def kill_tree(proc):
-    """Kill a process and everything below it (kernels start sessions of their own)."""
-    try:
-        p = psutil.Process(proc.pid)
-        procs = p.children(recursive=True) + [p]
-    except psutil.NoSuchProcess:
-        return
-    for q in procs:
-        try:
-            q.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
 
 
 class Cluster:

@@ -160,6 +160,23 @@ def scores_one(root, student, assignment=course.ASSIGNMENT, points=None):
                       course_setting(root), points)
 
 
+def kill_tree(proc):
+    """Kill a process (a Popen or a pid) and everything below it (kernels and sandboxes start
+    sessions of their own), and wait for them: the clean-up of the cluster's tests and benchmark."""
+    import psutil
+    try:
+        p = psutil.Process(getattr(proc, "pid", proc))
+        procs = p.children(recursive=True) + [p]
+    except psutil.NoSuchProcess:
+        return
+    for q in procs:
+        try:
+            q.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
 def stop(pool):
     """Kill the pool's workers and everything they started (kernels, sandboxes), at once."""
     import psutil
