@@ -130,8 +130,9 @@ def preflight(setting=PRACTICE):
     """'' if a known answer goes through the sandbox and comes back as a tensor on every case,
     else what is broken (bubblewrap missing or failing, the package not importable, ...)."""
     import torch
-    if sandbox.bwrap_missing():
-        return sandbox.bwrap_missing()
+    missing = sandbox.bwrap_missing()
+    if missing:
+        return missing
     cases = score.make_cases("ex2", setting)
     collector = score.Collector("ex2", cases, setting)
     job = score.build_job("ex2", score.statements([("ex2_dlogits", "dlogits = torch.ones_like(logits)")]), cases, setting)
