@@ -74,18 +74,31 @@ def test_the_compatibility_check_reads_the_check_rows():
     """Does tools/compat.py pass a solved notebook only when every row says approximate: True
     and every tally is N/N, and fail on an error, on stderr, and on a blank one whose checks
     do not say what is missing?"""
+    import contextlib
+    import io
+
     import compat
+    import torch
     from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from autograder.check import report
 
     def nb(*texts, stderr=None):
         outputs = [new_output("stream", name="stdout", text=x) for x in texts]
         outputs += [new_output("stream", name="stderr", text=stderr)] if stderr else []
         return new_notebook(cells=[new_code_cell("", outputs=outputs)])
 
-    right = "logits          |    32x27 | approximate: True  | maxdiff: < 1e-6 | own step: right\n1/1 gradients match\n"
-    wrong = "logits          |    32x27 | approximate: False | maxdiff: 1.2e-2 | own step: WRONG\n0/1 gradients match\n"
+    right = "logits          |    32x27 | approximate: True  | maxdiff: < 1e-6 | step: right\n1/1 gradients match; 1/1 right, as graded\n"
+    wrong = "logits          |    32x27 | approximate: False | maxdiff: 1.2e-2 | step: WRONG (0/4)\n0/1 gradients match; 0/1 right, as graded\n"
+    ungraded = "logits          |    32x27 | approximate: True  | maxdiff: < 1e-6 | step: right\n1/1 gradients match; 0/1 right, as graded\n"
     assert compat.verdict("solved", nb(right))[0] == []
     assert len(compat.verdict("solved", nb(wrong))[0]) == 2
+    assert compat.verdict("solved", nb(ungraded))[0] == ["not right: 1/1 gradients match; 0/1 right, as graded"]
+    # what autograder.check really prints (rows and tally) passes, so the two cannot drift apart
+    real = io.StringIO()
+    with contextlib.redirect_stdout(real):
+        report(["logits"], {"dlogits": torch.ones(3, 2)}, {"logits": torch.ones(3, 2)})
+    assert compat.verdict("solved", nb(real.getvalue()))[0] == [], real.getvalue()
     assert compat.verdict("solved", nb("nothing checked\n"))[0] == ["no check rows printed"]
     assert compat.verdict("solved", nb(right, stderr="UserWarning: x"))[0] == ["stderr: UserWarning: x"]
     crashed = nb(right)

@@ -24,7 +24,7 @@ to take the solutions from); `.ci/run` runs the default after `make test`. What 
    folder of its own, blank and with the instructor's answers of source/ filled in (as
    autograder.grader.examples.solved does): no error and nothing on stderr in either; in the
    blank ones the checks say what is missing; in the solved ones every check row says
-   `approximate: True` and every tally `N/N gradients match`;
+   `approximate: True` and every tally `N/N gradients match` (`; G/G right, as graded`);
 6. with --reference: notebooks/backprop_ninja.ipynb under nbval (its stored outputs must hold);
    where they do not, it prints the cells that differ (as for CPUs, the figures may differ in
    their last digits between torch versions).
@@ -217,6 +217,11 @@ def notebooks(py, work, names, short=False):
     return [line[len("FAIL "):] for line in lines if line.startswith("FAIL ")]
 
 
+# the check's tally: "3/3 gradients match", and where the exercise grades, "; 3/3 right, as graded"
+TALLY = re.compile(r"(?P<n>\d+)/(?P<of>\d+) gradients match"
+                   r"(?:; (?P<right>\d+)/(?P<graded>\d+) right, as graded)?")
+
+
 def verdict(kind, nb):
     """Error lines for one executed notebook: an error or stderr output anywhere, any output of
     the install cell (the course is installed: it must do nothing); for a blank one, checks that
@@ -232,9 +237,10 @@ def verdict(kind, nb):
             errors.append("no check says what is missing")
         return errors, "checks say what is missing"
     rows = [l for l in text.splitlines() if "| approximate:" in l]
-    tallies = [l.split()[0] for l in text.splitlines() if l.endswith("gradients match")]
+    tallies = [m for l in text.splitlines() if (m := TALLY.fullmatch(l.strip()))]
     wrong = [l for l in rows if "approximate: True" not in l or "WRONG" in l]
-    wrong += [t for t in tallies if len(set(t.split("/"))) != 1]
+    wrong += [t[0] for t in tallies if t["n"] != t["of"] or t["right"] != t["graded"]]
+    tallies = [t[0] for t in tallies]
     if not rows or not tallies:
         errors.append("no check rows printed")
     errors += [f"not right: {l.strip()}" for l in wrong]
