@@ -139,16 +139,19 @@ vocab_size = len(itos)
 
 
 def build_dataset(words, block_size=BLOCK_SIZE):
-    """X (N, block_size) int64 contexts and Y (N,) int64 next characters."""
-    X, Y = [], []
+    """X (N, block_size) int64 contexts and Y (N,) int64 next characters: for each character of
+    each name and its closing '.', the block_size characters before it ('.'-padded), as the
+    lecture's loop builds them, here gathered at once from the names laid end to end."""
+    seq, targets = [], []  # each name as [0] * block_size + its characters + [0]
     for w in words:
-        context = [0] * block_size
-        for ch in w + ".":
-            ix = stoi[ch]
-            X.append(context)
-            Y.append(ix)
-            context = context[1:] + [ix]
-    return torch.tensor(X), torch.tensor(Y)
+        start = len(seq) + block_size
+        seq += [0] * block_size
+        seq += [stoi[ch] for ch in w] + [0]
+        targets.append(range(start, len(seq)))
+    seq = torch.tensor(seq, dtype=torch.int64)
+    at = torch.tensor([i for r in targets for i in r], dtype=torch.int64)
+    X = seq[at.unsqueeze(1) + torch.arange(-block_size, 0)]
+    return X.reshape(-1, block_size), seq[at]
 
 
 def splits(words=None, block_size=BLOCK_SIZE):

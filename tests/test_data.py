@@ -12,6 +12,7 @@ from pathlib import Path
 
 import platformdirs
 import pytest
+import torch
 
 from autograder import data
 from conftest import ROOT
@@ -201,3 +202,27 @@ def test_the_lecture_splits():
     assert Xtr.shape[1] == 3 and data.itos[0] == "." and data.stoi["z"] == 26
     # the first name in the shuffled training set starts with three '.' of context
     assert Xtr[0].tolist() == [0, 0, 0]
+
+
+def lecture_build_dataset(words, block_size):
+    """The lecture's own loop, kept here as the definition build_dataset must reproduce."""
+    X, Y = [], []
+    for w in words:
+        context = [0] * block_size
+        for ch in w + ".":
+            ix = data.stoi[ch]
+            X.append(context)
+            Y.append(ix)
+            context = context[1:] + [ix]
+    return torch.tensor(X, dtype=torch.int64).reshape(-1, block_size), torch.tensor(Y, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 8])
+def test_build_dataset_is_the_lectures_loop(block_size):
+    """Does the gathered build_dataset give exactly the lecture loop's contexts and targets, for
+    every name, at any context length, and for no names or a name of one letter?"""
+    words = data.load_words()
+    for ws in (words, [], ["a"], ["zz", "ab"]):
+        X, Y = data.build_dataset(ws, block_size)
+        x, y = lecture_build_dataset(ws, block_size)
+        assert X.dtype == Y.dtype == torch.int64 and X.shape == x.shape and torch.equal(X, x) and torch.equal(Y, y)
