@@ -27,3 +27,23 @@ def solution_cells(exercise):
     """{answer cell id: source} of the instructor solution, as a learner would submit it."""
     from autograder.grader.examples import solution_sources
     return solution_sources(exercise)
+
+
+@pytest.fixture(scope="session")
+def generated_course(tmp_path_factory):
+    """generated_course(dest) -> a fresh course at dest with the assignment generated (source/,
+    release/, gradebook.db, nbgrader_config.py), as `course.copy_course` and
+    `nbgrader generate_assignment backprop_ninja --force` make it; generated once per session
+    (10 s) and copied for each test that grades a class."""
+    import shutil
+
+    from autograder.grader import course
+    template = course.copy_course(tmp_path_factory.mktemp("generated") / "course")
+    course.nbgrader(template, "generate_assignment", course.ASSIGNMENT, "--force")
+
+    def make(dest):
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        shutil.copytree(template, dest)
+        return Path(dest)
+    return make

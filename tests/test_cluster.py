@@ -79,10 +79,8 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def make_class(dest):
-    """A course with 6 learners (2 with a submission timestamp), its assignment generated."""
-    c = course.copy_course(dest)
-    course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
+def make_class(c):
+    """The course c (its assignment generated) with 6 learners, 2 with a submission timestamp."""
     examples.write_submissions(c, mistakes=MISTAKES)
     for s, stamp in STAMPS.items():
         (c / "submitted" / s / ASSIGNMENT / "timestamp.txt").write_text(stamp)
@@ -90,8 +88,8 @@ def make_class(dest):
 
 
 @pytest.fixture(scope="module")
-def klass(tmp_path_factory):
-    return make_class(tmp_path_factory.mktemp("class") / "course")
+def klass(tmp_path_factory, generated_course):
+    return make_class(generated_course(tmp_path_factory.mktemp("class") / "course"))
 
 
 def copy_class(src, dest):
@@ -165,6 +163,10 @@ def test_a_full_run_on_the_cluster_with_a_worker_killed_is_plain_nbgrader_autogr
     the same class? Do a rerun (nothing to do) and nbgrader export / generate_feedback work on it?"""
     ours, plain = copy_class(klass, tmp_path / "ours"), copy_class(klass, tmp_path / "plain")
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    # plain nbgrader grades its copy meanwhile (one process: a core the cluster leaves idle)
+    plain_log = open(tmp_path / "plain.log", "w+")
+    reference = subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT], cwd=plain,
+                                 env={**env, **course.grading_env()}, stdout=plain_log, stderr=subprocess.STDOUT)
     proc = subprocess.Popen([sys.executable, "-m", "autograder.grade", "--course", str(ours), "--cluster",
                              cluster.address], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -179,12 +181,15 @@ def test_a_full_run_on_the_cluster_with_a_worker_killed_is_plain_nbgrader_autogr
             time.sleep(0.5)
         kill_tree(cluster.workers["w2"])
         out, _ = proc.communicate(timeout=500)
+        reference.wait(timeout=600)
     finally:
         kill_tree(proc)
+        kill_tree(reference)
         cluster.start_worker("w2")  # for the tests after this one
     assert proc.returncode == 0, out
     assert "graded 6 of 6 learners" in out, out
-    course.nbgrader(plain, "autograde", ASSIGNMENT)
+    plain_log.seek(0)
+    assert reference.returncode == 0, plain_log.read()[-3000:]
     mine, theirs = gradebook_items(ours), gradebook_items(plain)
     assert sorted(mine) == sorted(theirs)
     assert [k for k in theirs if mine[k] != theirs[k]] == []

@@ -28,16 +28,15 @@ def nbgrader(cwd, *args, home=None):
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
+def released(tmp_path_factory, generated_course):
     """A course whose assignment is generated, with an exchange folder named in its configuration."""
     tmp = tmp_path_factory.mktemp("hub")
     exchange = tmp / "exchange"
     exchange.mkdir()
     exchange.chmod(0o777)  # every learner writes their submissions into it
-    c = course.copy_course(tmp / "course")
+    c = generated_course(tmp / "course")
     with open(c / "nbgrader_config.py", "a") as f:
         f.write(f"\nc.Exchange.root = {str(exchange)!r}\n")
-    nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
     return c, exchange
 
 

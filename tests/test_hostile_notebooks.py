@@ -182,13 +182,12 @@ def snapshot(c):
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    c = course.copy_course(tmp_path_factory.mktemp("hostile") / "course")
+def hostile(tmp_path_factory, generated_course):
+    c = generated_course(tmp_path_factory.mktemp("hostile") / "course")
     with open(c / "nbgrader_config.py", "a") as f:
         f.write(f"\nc.SandboxedExecute.notebook_seconds = {NOTEBOOK_SECONDS}\nc.SandboxedExecute.learner_seconds = 120\n"
                 f"c.SandboxedExecute.max_output_bytes = {MAX_OUTPUT}\n"
                 f"c.SandboxedExecute.max_notebook_output_bytes = {4 * MAX_OUTPUT}\n")
-    course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
     build_class(c)
     runs = {}
     start = time.monotonic()

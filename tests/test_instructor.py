@@ -71,7 +71,7 @@ def add_intro(c, data_file, stock=False):
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, generated_course):
     """A course with two learners of backprop_ninja (one right; one with a mistake in Exercise 1,
     which is all they submitted), graded by `python -m autograder.grade`, and an `intro`
     assignment beside it, graded by plain `nbgrader autograde`; and the same intro in a course
@@ -80,8 +80,7 @@ def graded(tmp_path_factory):
     data_file = tmp / "outside" / "number.txt"
     data_file.parent.mkdir()
     data_file.write_text("42\n")
-    c = course.copy_course(tmp / "course")
-    course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
+    c = generated_course(tmp / "course")
     examples.write_submissions(c, mistakes={"missing_keepdim": examples.MISTAKES["missing_keepdim"]})
     shutil.rmtree(c / "submitted" / "blank")  # two learners are enough here
     assert grade.main(["--course", str(c), "--jobs", "2"]) == 0
@@ -261,12 +260,11 @@ def cmdline(p):
 SLOW = 'import os, time\nif os.path.exists("slow.flag"):  # copied beside the notebook while grading\n    time.sleep(600)\n'
 
 
-def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again(tmp_path):
+def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again(tmp_path, generated_course):
     """Does a real Ctrl-C (SIGINT to the command's process group) stop the run with its workers
     and their kernels within seconds, say who was graded and who was not, and leave the
     learners it stopped to be graded by plain `nbgrader autograde` next time?"""
-    c = course.copy_course(tmp_path / "course")
-    course.nbgrader(c, "generate_assignment", ASSIGNMENT, "--force")
+    c = generated_course(tmp_path / "course")
     right = examples.solved(read(c / "release" / ASSIGNMENT / EX2), read(c / "source" / ASSIGNMENT / EX2))
     slow = copy.deepcopy(right)
     answer = next(x for x in slow.cells if x.metadata.get("nbgrader", {}).get("grade_id") == "ex2_dlogits")

@@ -18,10 +18,8 @@ NOTEBOOKS = [ex.notebook for ex in EXERCISES.values()]
 
 
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory):
-    c = course.copy_course(tmp_path_factory.mktemp("course") / "course")
-    course.nbgrader(c, "generate_assignment", course.ASSIGNMENT, "--force")
-    return c / "release" / course.ASSIGNMENT
+def regenerated(tmp_path_factory, generated_course):
+    return generated_course(tmp_path_factory.mktemp("course") / "course") / "release" / course.ASSIGNMENT
 
 
 @pytest.fixture(scope="module")
