@@ -110,6 +110,14 @@ def test_autograd_cannot_be_switched_on_in_the_sandbox(src):
         assert v.ok, v.message
 
 
+def test_an_augmented_item_whose_index_calls_or_indexes_compiles():
+    """`x[i, int(Yb[i])] -= 1` (an honest loop's patch): the read and the write of the item
+    are rewritten by RestrictedPython apart, so neither sees the other's rewritten nodes."""
+    g = restricted_run("for i in range(3):\n    p[i, int(Y[i])] -= 1.5\nq = [1.0, 2.0]\nq[int(Y[1])] += 1\n"
+                       "p[0, Y[1].item()] += 0.25", p=torch.zeros(3, 3), Y=torch.tensor([2, 0, 1]))
+    assert g["p"].tolist() == [[0.25, 0.0, -1.5], [-1.5, 0.0, 0.0], [0.0, -1.5, 0.0]] and g["q"] == [2.0, 2.0]
+
+
 def test_writes_to_modules_functions_and_classes_are_refused():
     for src in ["F.relu.x = 1", "setattr(F.relu, 'x', 1)", "torch.x = 1", "import math\nmath.y = 2",
                 "import numpy as np\nnp.typecodes['x'] = 1", "t = torch.zeros\nt.cache = [1]",

@@ -39,6 +39,7 @@ working.
 """
 import ast
 import builtins
+import copy
 import importlib
 import math
 import operator
@@ -369,8 +370,9 @@ class _AugItems(ast.NodeTransformer):
             return node
         _AugItems.count += 1
         tmp = f"ninja_item{_AugItems.count}"
-        load = ast.copy_location(type(node.target)(**{**{f: getattr(node.target, f) for f in node.target._fields},
-                                                      "ctx": ast.Load()}), node)
+        target = copy.deepcopy(node.target)  # its own nodes: RestrictedPython rewrites them in place
+        load = ast.copy_location(type(target)(**{**{f: getattr(target, f) for f in target._fields},
+                                                 "ctx": ast.Load()}), node)
         return [ast.copy_location(ast.Assign([ast.Name(tmp, ast.Store())], load), node),
                 ast.copy_location(ast.AugAssign(ast.Name(tmp, ast.Store()), node.op, node.value), node),
                 ast.copy_location(ast.Assign([node.target], ast.Name(tmp, ast.Load())), node)]
