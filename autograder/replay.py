@@ -17,10 +17,13 @@ import signal
 import threading
 import warnings
 
+import numpy as np
 import torch
 
 from .statements import Statement
 
+CONTAINERS = (list, dict, set, np.ndarray)  # a numerical statement may have filled them in place
+INERT = (int, bool, str, type(None), range)  # ... and what carries no number of a gradient
 STATEMENT_SECONDS = 10  # one statement of an answer (or one call of backward) at most
 WATCH_EVERY = 10  # Exercise 4's short training run: the steps the finite-difference watch sees
 
@@ -111,7 +114,9 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
     an alias changed in place cannot alter it); the learner's code never sees it earlier.
     watch (the trusted child's finite-difference detector, or None): told of the namespace's
     tensors and of each value given; a statement during which it trips, or that reads a name
-    such a statement wrote, marks the judged variables it writes as numerical.
+    such a statement wrote (or a list, dict, set or array it read: it may have filled it in
+    place; not a whole number, a string or a flag), marks the judged variables it writes as
+    numerical. The grader's own work here (recording, handing out values) is not watched.
     Returns ({name: tensor, or the type name of a non-tensor, or None}, {name: error}, [errors
     of statements that define no judged variable], {name: why numerical})."""
     last = {}
@@ -124,8 +129,13 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
         watch.run(ns)
 
     written = {n for st in statements for n in st.writes} - set(answered)
+    quiet = watch.quiet if watch is not None else contextlib.nullcontext  # the grader's own work
 
     def record(name):
+        with quiet():
+            _record(name)
+
+    def _record(name):
         if name not in last:
             close = difflib.get_close_matches(name, written, n=1, cutoff=0.8)
             errors.setdefault(name, f"no line of yours assigns {name}" + (
@@ -153,8 +163,10 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
         error = execute(st, ns)
         if watch is not None:
             why = watch.tripped() or (f"it uses {sorted(st.reads & tainted)[0]}" if st.reads & tainted else "")
-            if why:
-                tainted |= st.writes - set(answered)
+            if why:  # what it wrote, and the containers it read (it may have filled them: g.append(...));
+                # not whole numbers, strings or flags (a loop's index carries no gradient)
+                tainted |= {k for k in st.writes - set(answered) if k not in ns or type(ns[k]) not in INERT}
+                tainted |= {k for k in st.reads - set(answered) if type(ns.get(k)) in CONTAINERS}
                 for name in st.writes & set(answered):
                     numerical.setdefault(name, f"{NUMERICAL} ({why}, line {st.line})")
         if error:
@@ -171,8 +183,9 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
         for name in answered:
             if last.get(name) == i:
                 record(name)
-        for name, t in given.items():
-            ns[name] = t.clone()
+        with quiet():
+            for name, t in given.items():
+                ns[name] = t.clone()
     for name in answered:
         if name not in answers:
             record(name)
@@ -226,7 +239,8 @@ def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None):
         return None, f"{NUMERICAL} ({watch.tripped()})"
     grads = list(grads) if isinstance(grads, (list, tuple)) else []
     grads += [None] * (len(names) - len(grads))
-    return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:len(names)]], ""
+    with watch.quiet() if watch is not None else contextlib.nullcontext():
+        return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:len(names)]], ""
 
 
 def run_job(job, give, watch=None):
@@ -242,7 +256,8 @@ def run_job(job, give, watch=None):
     if job["kind"] == "steps":  # Exercises 1 to 3
         for case in job["cases"]:
             for run in case["runs"]:
-                ns = {**base, **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case["ns"].items()}}
+                with watch.quiet() if watch is not None else contextlib.nullcontext():
+                    ns = {**base, **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case["ns"].items()}}
                 _, errs = replay_exercise(job["statements"], ns, job["answered"],
                                           lambda name, value: give(case["name"], run, name, value), watch)
                 errors.update({(f"numerical/{case['name']}/{run}/{k[10:]}" if k.startswith("numerical:") else
@@ -263,7 +278,8 @@ def run_job(job, give, watch=None):
         if err.startswith(NUMERICAL):
             errors.update({f"numerical/{case['name']}/step/{name}": err for name in names})
     train = job["training"]
-    params = [p.clone() for p in train["params"]]
+    with watch.quiet() if watch is not None else contextlib.nullcontext():
+        params = [p.clone() for p in train["params"]]
     for step, (Xb, Yb) in enumerate(zip(train["Xb"], train["Yb"]) if fn else []):
         # the watch sees every WATCH_EVERY-th step (to save time): a backward pass right on the
         # steps it sees is right on all of them, numerical or not, and the steps it does not
@@ -273,7 +289,9 @@ def run_job(job, give, watch=None):
             grads, err = call_backward(fn, ns, params, Xb, Yb, forward_ex4, names, watched)
         if err.startswith(NUMERICAL):
             errors["numerical/training/final/training"] = err
-        if err or any(g is None or g.numel() != p.numel() for g, p in zip(grads, params)):
+        with watch.quiet() if watch is not None else contextlib.nullcontext():  # the grader's own checks
+            sizes = err or any(g is None or g.numel() != p.numel() for g, p in zip(grads, params))
+        if sizes:
             errors["training/final/backward"] = err or "backward did not return 7 gradients of the parameters' sizes"
             return errors
         with torch.no_grad(), watch.quiet() if watch is not None else contextlib.nullcontext():

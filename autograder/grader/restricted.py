@@ -33,12 +33,21 @@ and math are not on the lists, so an answer never holds one; the real guarantee 
 survives from one exercise to the next is that each exercise is replayed in a fresh process
 (child.py's fork server).
 
+The finite-difference watch (detect.py) sees what torch's mode cannot: the compiled answer
+calls `_binop_` for `+ - * / **` (a RestrictedPython policy rewrites them; the answer cannot
+name `_binop_`), `_getiter_` for its loops, `_getitem_` for its indexing, and the builtins that
+read a sequence (sum, max, min, sorted, zip, enumerate, map, ...) are wrapped to show it their
+arguments. Complex numbers are refused wherever one can appear (a `1j` literal, a result of
+arithmetic, `pow`, anything a wrapped function returns, a torch operation: detect.py), and
+`complex` is not a builtin here: nothing needs them but a complex-step derivative.
+
 Honest code in every style learners use (loops, einsum, F.one_hot, index_add_, helper
 functions, lambdas, comprehensions, `+=` on slices, numpy, `with torch.no_grad()`) keeps
 working.
 """
 import ast
 import builtins
+import copy
 import importlib
 import math
 import operator
@@ -47,7 +56,7 @@ import types
 import numpy as np
 import torch
 import torch.nn.functional as F
-from RestrictedPython import compile_restricted
+from RestrictedPython import RestrictingNodeTransformer, compile_restricted
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 ALLOWED_IMPORTS = {"torch", "torch.nn", "torch.nn.functional", "torch.linalg", "math", "numpy", "numpy.linalg"}
@@ -125,15 +134,33 @@ PYTHON = {
 }
 BUILTINS = """abs all any bool callable chr divmod enumerate filter float frozenset hash hex int isinstance
     issubclass iter len list map max min next oct ord pow range repr reversed round set slice sorted str sum
-    tuple zip dict complex ArithmeticError AssertionError AttributeError Exception IndexError KeyError
+    tuple zip dict ArithmeticError AssertionError AttributeError Exception IndexError KeyError
     LookupError NameError NotImplementedError OverflowError RuntimeError StopIteration TypeError ValueError
-    ZeroDivisionError""".split()  # no type, object, vars, dir, getattr (ours), format, open, super, ...
+    ZeroDivisionError""".split()  # no type, object, vars, dir, getattr (ours), format, open, super, complex, ...
 PLAIN = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, torch.Size, range, slice,
          type(Ellipsis), np.dtype)
 
 
 class NotAllowed(Exception):
     """Something an answer may not do."""
+
+
+COMPLEX = ("complex numbers are not allowed in an answer (nothing here needs them: a complex-step "
+           "derivative is a numerical gradient)")
+
+
+def _complex():
+    """An answer made a complex number, array or tensor: refused (and the finite-difference
+    watch told: a complex step is a numerical derivative)."""
+    if WATCH is not None:
+        WATCH.complex()
+    raise NotAllowed(COMPLEX)
+
+
+def _is_complex(value):
+    return type(value) is complex or isinstance(value, np.complexfloating) or (
+        type(value) is np.ndarray and value.dtype.kind == "c") or (
+        isinstance(value, torch.Tensor) and value.is_complex())
 
 
 def _named(obj):
@@ -167,12 +194,14 @@ def checked(value, what, depth=0):
     """value if it is something an answer may hold (plain data, a plain CPU tensor, a numpy
     array of numbers, a tuple or list of those), else NotAllowed naming `what`."""
     kind = type(value)
+    if _is_complex(value):
+        _complex()
     if kind in PLAIN or isinstance(value, np.generic) and not isinstance(value, np.object_):
         return value
     if isinstance(value, torch.Tensor):
         return _tensor_ok(value, what)
     if kind is np.ndarray:
-        if value.dtype.kind not in "biufc":
+        if value.dtype.kind not in "biuf":
             raise NotAllowed(f"{what} gave a numpy array of {value.dtype} (only numbers are allowed in an answer)")
         return value
     if isinstance(value, (tuple, list)) and depth < 4:
@@ -193,11 +222,11 @@ WATCH = None  # detect.Watch while the sandboxed child replays: sees numpy's arr
 
 
 def _wrap(fn, what, owner=None):
-    """fn, refusing requires_grad and checking what it returns (and showing numpy arrays to
-    the finite-difference watch, which sees torch's operations on its own)."""
+    """fn, refusing requires_grad and checking what it returns (and showing numpy arrays and
+    sequences of numbers to the finite-difference watch, which sees torch's operations on its own)."""
     def call(*args, **kwargs):
         if WATCH is not None:
-            WATCH.arguments(args if owner is None else (owner, *args))
+            WATCH.arguments(args if owner is None else (owner, *args), what)
         if kwargs.get("requires_grad"):
             raise NotAllowed(f"`{what}(requires_grad=True)` is not allowed in an answer: gradients must be computed by hand")
         return checked(fn(*args, **kwargs), what)
@@ -330,7 +359,61 @@ INPLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": 
 
 
 def _inplacevar(op, x, y):
-    return INPLACE[op](x, y)
+    if WATCH is not None and op in ("+=", "-=", "*=", "/="):
+        WATCH.arith(op[0], x, y)
+    out = INPLACE[op](x, y)
+    if _is_complex(out):
+        _complex()
+    return out
+
+
+BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow}
+
+
+def _binop(op, a, b):
+    """`a op b` (+ - * / **) in an answer: shown to the finite-difference watch first; a
+    complex result is refused."""
+    if WATCH is not None:
+        WATCH.arith(op, a, b)
+    out = BINARY[op](a, b)
+    if _is_complex(out):
+        _complex()
+    return out
+
+
+def _pow(*args):
+    out = pow(*args)
+    if _is_complex(out):
+        _complex()
+    return out
+
+
+def _getiter(obj):
+    """`for x in obj` and comprehensions in an answer: the watch sees what is looped over."""
+    if WATCH is not None:
+        WATCH.element(obj)
+    return iter(obj)
+
+
+def _getitem(obj, key):
+    """`obj[key]` in an answer: the watch sees lists, tuples and arrays read by element."""
+    if WATCH is not None and type(obj) in (list, tuple, np.ndarray):
+        WATCH.element(obj)
+    return obj[key]
+
+
+def _reading(fn):
+    """A builtin that reads its arguments as sequences (sum, max, ...): the watch sees them."""
+    def call(*args, **kwargs):
+        if WATCH is not None:
+            for a in args[:2]:
+                WATCH.element(a)
+        return fn(*args, **kwargs)
+    call.ninja_wraps = fn.__name__
+    return call
+
+
+READING = ("sum", "max", "min", "sorted", "any", "all", "map", "zip", "enumerate", "filter", "reversed")
 
 
 def _noop_print(*args, **kwargs):
@@ -339,6 +422,7 @@ def _noop_print(*args, **kwargs):
 
 def builtins_dict():
     b = {k: getattr(builtins, k) for k in BUILTINS}
+    b.update({k: _reading(b[k]) for k in READING}, pow=_pow)
     b.update({"None": None, "True": True, "False": False})
     b.update(math=math, __build_class__=builtins.__build_class__,
              __import__=_import, getattr=_getattr, hasattr=_hasattr, setattr=_setattr, delattr=_delattr,
@@ -352,8 +436,9 @@ def _apply(f, *args, **kwargs):
 
 def globals_for(ns):
     """The names restricted code needs to run, added to namespace ns."""
-    ns.update(__builtins__=builtins_dict(), _getattr_=_getattr, _getitem_=operator.getitem,
-              _write_=_write, _getiter_=iter, _iter_unpack_sequence_=guarded_iter_unpack_sequence,
+    ns.update(__builtins__=builtins_dict(), _getattr_=_getattr, _getitem_=_getitem,
+              _write_=_write, _getiter_=_getiter, _binop_=_binop, _complex_=_complex,
+              _iter_unpack_sequence_=guarded_iter_unpack_sequence,
               _unpack_sequence_=guarded_unpack_sequence, _inplacevar_=_inplacevar,
               _apply_=_apply, __name__="answer", __metaclass__=type)
     return ns
@@ -369,17 +454,41 @@ class _AugItems(ast.NodeTransformer):
             return node
         _AugItems.count += 1
         tmp = f"ninja_item{_AugItems.count}"
-        load = ast.copy_location(type(node.target)(**{**{f: getattr(node.target, f) for f in node.target._fields},
-                                                      "ctx": ast.Load()}), node)
+        target = copy.deepcopy(node.target)  # its own nodes: RestrictedPython rewrites them in place
+        load = ast.copy_location(type(target)(**{**{f: getattr(target, f) for f in target._fields},
+                                                 "ctx": ast.Load()}), node)
         return [ast.copy_location(ast.Assign([ast.Name(tmp, ast.Store())], load), node),
                 ast.copy_location(ast.AugAssign(ast.Name(tmp, ast.Store()), node.op, node.value), node),
                 ast.copy_location(ast.Assign([node.target], ast.Name(tmp, ast.Load())), node)]
 
 
+class _Policy(RestrictingNodeTransformer):
+    """RestrictedPython's checks, and `a + b`, `a - b`, `a * b`, `a / b`, `a ** b` as calls of
+    `_binop_` (which the answer cannot name: RestrictedPython refuses names starting with _),
+    so the finite-difference watch sees the answer's arithmetic on Python numbers; a complex
+    literal (`1j`) becomes a call that refuses it."""
+    OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+    def visit_Constant(self, node):
+        node = super().visit_Constant(node)
+        if isinstance(node, ast.Constant) and isinstance(node.value, complex):  # 1j: refused when run
+            name = ast.copy_location(ast.Name("_complex_", ast.Load()), node)
+            return ast.copy_location(ast.Call(func=name, args=[], keywords=[]), node)
+        return node
+
+    def visit_BinOp(self, node):
+        node = self.node_contents_visit(node)
+        op = self.OPS.get(type(node.op))
+        if op is None:
+            return node
+        name, sign = ast.copy_location(ast.Name("_binop_", ast.Load()), node), ast.copy_location(ast.Constant(op), node)
+        return ast.copy_location(ast.Call(func=name, args=[sign, node.left, node.right], keywords=[]), node)
+
+
 def compile_answer(source, filename):
     """RestrictedPython's code object for one statement's source; SyntaxError with its reasons."""
     tree = ast.fix_missing_locations(_AugItems().visit(ast.parse(source)))
-    return compile_restricted(tree, filename, "exec")
+    return compile_restricted(tree, filename, "exec", policy=_Policy)
 
 
 def why(error):
