@@ -525,9 +525,31 @@ def test_each_sibling_is_a_right_numerical_gradient_where_nothing_watches(attack
     assert verdicts["logits"].ok, verdicts["logits"].message
 
 
+def judged_in_batches(answers, size=6):
+    """{name: {gradient: Verdict}} for answers {name: (exercise, [(cell id, source)])}, each
+    replayed in a fresh child as trusted_verdicts does, `size` of them to a sandboxed server
+    (its wall time is for all of its jobs): one server start per batch, not per answer."""
+    out, names = {}, list(answers)
+    for i in range(0, len(names), size):
+        jobs, collectors = {}, {}
+        for name in names[i:i + size]:
+            ex, sources = answers[name]
+            cases = score.make_cases(ex)
+            jobs[name] = score.build_job(ex, score.statements(sources), cases)
+            collectors[name] = score.Collector(ex, cases)
+        errors = sandbox.run_many(jobs, collectors)
+        out.update({name: score.score(answers[name][0], collectors[name], errors[name]) for name in jobs})
+    return out
+
+
+@pytest.fixture(scope="module")
+def siblings_judged():
+    return judged_in_batches({a: ("ex1", list(with_numerical_dlogits(a).items())) for a in SIBLINGS})
+
+
 @pytest.mark.parametrize("attack", list(SIBLINGS))
-def test_each_sibling_of_finite_differences_scores_nothing_and_the_rest_keeps_its_points(attack):
-    verdicts = trusted_verdicts("ex1", list(with_numerical_dlogits(attack).items()))
+def test_each_sibling_of_finite_differences_scores_nothing_and_the_rest_keeps_its_points(attack, siblings_judged):
+    verdicts = siblings_judged[attack]
     v = verdicts["logits"]
     assert not v.ok and v.points == 0 and NUMERICAL in v.message, v.message
     assert {k: x.message for k, x in verdicts.items() if k != "logits" and not x.ok} == {}, \
@@ -671,10 +693,15 @@ def honest_cells(exercise, edits):
     return cells
 
 
+@pytest.fixture(scope="module")
+def honest_near_the_rules_judged():
+    return judged_in_batches({style: (ex, list(honest_cells(ex, edits).items()))
+                              for style, (ex, edits) in HONEST_NEAR_THE_RULES.items()})
+
+
 @pytest.mark.parametrize("style", list(HONEST_NEAR_THE_RULES))
-def test_honest_answers_near_the_rules_keep_every_point(style):
-    exercise, edits = HONEST_NEAR_THE_RULES[style]
-    verdicts = trusted_verdicts(exercise, list(honest_cells(exercise, edits).items()))
+def test_honest_answers_near_the_rules_keep_every_point(style, honest_near_the_rules_judged):
+    verdicts = honest_near_the_rules_judged[style]
     assert {k: v.message for k, v in verdicts.items() if not v.ok} == {}
 
 
