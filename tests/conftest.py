@@ -1,4 +1,5 @@
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -47,3 +48,29 @@ def generated_course(tmp_path_factory):
         shutil.copytree(template, dest)
         return Path(dest)
     return make
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def judged_in_batches(answers, size=6):
+    """{name: {gradient: Verdict}} for answers {name: (exercise, [(cell id, source)])}, each
+    replayed in a fresh child as trusted_verdicts does, `size` of them to a sandboxed server
+    (its wall time is for all of its jobs): one server start per batch, not per answer."""
+    from autograder import score
+    from autograder.grader import sandbox
+    out, names = {}, list(answers)
+    for i in range(0, len(names), size):
+        jobs, collectors = {}, {}
+        for name in names[i:i + size]:
+            ex, sources = answers[name]
+            cases = score.make_cases(ex)
+            jobs[name] = score.build_job(ex, score.statements(sources), cases)
+            collectors[name] = score.Collector(ex, cases)
+        errors = sandbox.run_many(jobs, collectors)
+        out.update({name: score.score(answers[name][0], collectors[name], errors[name]) for name in jobs})
+    return out

@@ -17,12 +17,10 @@ import nbformat
 import pytest
 import torch
 
-from autograder import score
 from autograder.check import report
 from autograder.exercises import EXERCISES
-from autograder.grader import sandbox
 from autograder.hidden import NotYet, answer_sources_live, require
-from conftest import ROOT, solution_cells
+from conftest import ROOT, judged_in_batches, solution_cells
 
 RELEASE = ROOT / "release" / "backprop_ninja"
 
@@ -165,16 +163,10 @@ def validate_verdicts(exercise, cells, setup, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trusted():
-    """{fixture: {name: (ok, message)}} from the trusted replay, all in one sandboxed child."""
-    jobs, collectors = {}, {}
-    for name, (ex, cells) in FIXTURES.items():
-        cases = score.make_cases(ex)
-        jobs[name] = score.build_job(ex, score.statements(list(cells.items())), cases)
-        collectors[name] = score.Collector(ex, cases)
-    errors = sandbox.run_many(jobs, collectors)
-    return {name: {k: (v.ok, v.message if not v.ok else "")
-                   for k, v in score.score(FIXTURES[name][0], collectors[name], errors[name]).items()}
-            for name in FIXTURES}
+    """{fixture: {name: (ok, message)}} from the trusted replay, all in one sandboxed server."""
+    judged = judged_in_batches({name: (ex, list(cells.items())) for name, (ex, cells) in FIXTURES.items()},
+                               size=len(FIXTURES))
+    return {name: {k: (v.ok, v.message if not v.ok else "") for k, v in judged[name].items()} for name in FIXTURES}
 
 
 def squeeze(text):

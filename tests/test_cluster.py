@@ -6,7 +6,6 @@ import csv
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ import pytest
 from autograder.grader import course, examples, grade
 from autograder.grader.grade import kill_tree
 from autograder.grader.course import ASSIGNMENT
+from conftest import free_port
 
 pytest.importorskip("distributed")
 
 MISTAKES = {k: examples.MISTAKES[k] for k in ("missing_1_over_n", "missing_keepdim", "transposed_dW2", "bessel_n")}
 STAMPS = {"solutions": "2026-11-30 12:00:00.000000 UTC", "bessel_n": "2026-11-30 13:30:00.000000 UTC"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -24,6 +24,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_raw_cell
 from autograder.grader import course, examples, grade
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
+from conftest import free_port
 
 EX1, EX2, EX3, EX4 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3", "ex4"))
 NOTEBOOK_SECONDS = 40  # the test course's budget per notebook (the course's own: execute.py)
@@ -32,12 +33,6 @@ MAX_OUTPUT = 2**18  # and its cap on one output (a notebook's: 4 of them)
 
 def gid(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 BEACON_PORT = free_port()  # a script that runs in a page asks this port for an image

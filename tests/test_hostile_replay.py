@@ -13,7 +13,7 @@ import torch
 from autograder import score
 from autograder.grader import restricted, sandbox, wire
 from autograder.grader.trusted import trusted_verdicts, trusted_verdicts_many
-from conftest import solution_cells
+from conftest import judged_in_batches, solution_cells
 
 RIGHT = "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n\n"
 NUMERICAL = "a numerical gradient (the loss evaluated on perturbed inputs) is not a hand-derived one"
@@ -523,23 +523,6 @@ def test_each_sibling_is_a_right_numerical_gradient_where_nothing_watches(attack
     Python, no watch), each sibling's dlogits is right, and would earn its point."""
     verdicts = score.grade("ex1", list(with_numerical_dlogits(attack).items()))
     assert verdicts["logits"].ok, verdicts["logits"].message
-
-
-def judged_in_batches(answers, size=6):
-    """{name: {gradient: Verdict}} for answers {name: (exercise, [(cell id, source)])}, each
-    replayed in a fresh child as trusted_verdicts does, `size` of them to a sandboxed server
-    (its wall time is for all of its jobs): one server start per batch, not per answer."""
-    out, names = {}, list(answers)
-    for i in range(0, len(names), size):
-        jobs, collectors = {}, {}
-        for name in names[i:i + size]:
-            ex, sources = answers[name]
-            cases = score.make_cases(ex)
-            jobs[name] = score.build_job(ex, score.statements(sources), cases)
-            collectors[name] = score.Collector(ex, cases)
-        errors = sandbox.run_many(jobs, collectors)
-        out.update({name: score.score(answers[name][0], collectors[name], errors[name]) for name in jobs})
-    return out
 
 
 @pytest.fixture(scope="module")
