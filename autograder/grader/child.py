@@ -12,15 +12,30 @@ and the grader's reply (the value the namespace holds from then on) back to the 
 child that crashes, runs out of its CPU time or memory, or sends garbage costs its own
 exercise only: the server reports it as `failed` and goes on with the next.
 
+The server outlives one learner: it imports torch once for the many learners of one grading
+process (sandbox.Server). It never holds anything of any learner either: for each learner it
+forks a learner process, which reads that learner's jobs, forks the exercises' children and
+exits; the server only waits for it. Then, before it says it is ready for the next learner,
+it kills every process left in its sandbox (its own PID namespace: an escaped child's
+leftovers included), empties every place a child could write (its folder, /tmp, /dev/shm, the
+stderr file) and checks that both held; if not, it exits and the grader starts a fresh one.
+No process of one learner can reach another's memory: the server makes itself (and so every
+process it forks) non-dumpable before the first fork, so no process of the same user may
+ptrace it or open its /proc/<pid>/mem, fd/ or environ; and no folder on its module path is
+writable. Outside a sandbox (bwrap missing) it sweeps nothing and serves one learner only.
+
 It holds no reference gradient, no hidden case's definition and no gradient code: the true
 value of a gradient reaches a child only after the learner's answer for it has gone out.
 The whole server runs under bubblewrap as an unprivileged user of its own (sandbox.py), and
 so does every child it forks. The messages are wire.py's.
 """
+import ctypes
 import os
 import resource
+import shutil
 import signal
 import sys
+import time
 
 import torch
 
@@ -96,21 +111,147 @@ def run_child(exercise, job, fd_in, fd_out):
     _exit(0)
 
 
-def serve(fd_in, fd_out):
+def serve(fd_in, fd_out, sandboxed=False):
+    """Serve learners until the grader closes fd_in: for each {"op": "learner"}, fork a learner
+    process (learner()), wait for it, sweep, and answer {"op": "ready", "status", "clean"}."""
     from .. import forward, replay, score  # noqa: F401  (replay: the only module that executes learner code)
     from . import detect, restricted  # noqa: F401  (all imported once, before any fork)
     import torch.nn.functional  # noqa: F401
-    global CHILD_SECONDS
     replay.LANGUAGE = restricted  # answers run in RestrictedPython here
     torch.set_num_threads(1)
     restricted.compile_answer("x = 1", "<warm-up>")
+    sandboxed = sandboxed and in_own_sandbox()
+    seal()
+    send(fd_out, {"op": "ready", "status": 0, "clean": True, "persistent": sandboxed})
+    while True:
+        msg = receive(fd_in, limit=4096)
+        if not isinstance(msg, dict) or msg.get("op") != "learner":
+            return
+        pid = os.fork()
+        if pid == 0:
+            try:
+                learner(fd_in, fd_out)
+            finally:
+                _exit(70)  # never back into the server's loop
+        _, status = os.waitpid(pid, 0)
+        clean = sweep() if sandboxed else False
+        send(fd_out, {"op": "ready", "status": status, "clean": clean, "persistent": sandboxed})
+        if not clean:
+            return
+
+
+def learner(fd_in, fd_out):
+    """In the learner process: read one learner's jobs, replay each exercise in a child of its
+    own, report the end and the CPU time used."""
+    from .. import replay
+    global CHILD_SECONDS
     setup = receive(fd_in)
+    send(fd_out, {"op": "started"})
     replay.STATEMENT_SECONDS = setup["statement_seconds"]
     CHILD_SECONDS = int(setup.get("child_seconds", CHILD_SECONDS))
     for exercise, job in setup["jobs"].items():
         relay(exercise, job, fd_in, fd_out)
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     send(fd_out, {"op": "end", "cpu_seconds": sum(u.ru_utime + u.ru_stime for u in usage)})
+    _exit(0)
+
+
+def in_own_sandbox():
+    """True if this process runs in a PID namespace of its own that bubblewrap made (pid 1 is
+    bwrap, its parent): only there may sweep() kill every other process it can signal."""
+    try:
+        with open("/proc/1/comm") as f:
+            return os.getppid() == 1 and f.read().strip() == "bwrap"
+    except OSError:
+        return False
+
+
+def seal():
+    """Before the first fork: non-dumpable (no process of this user may ptrace this one or its
+    forks, or open their /proc/<pid>/mem), and no writable folder on the module path."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    sys.path[:] = [p for p in sys.path if p and os.path.isabs(p) and not os.access(p, os.W_OK)]
+    sys.path_importer_cache.clear()
+
+
+WRITABLE = ("/tmp", "/dev/shm")  # and the working folder: where a child may leave files
+
+
+def sweep(seconds=5):
+    """After a learner: kill every process left in this sandbox but this one, then empty every
+    place a child could write. True if both held (nothing left running, nothing left behind)."""
+    me, deadline = os.getpid(), time.monotonic() + seconds
+    while True:
+        try:
+            _kill(-1, signal.SIGKILL)  # every process this one may signal, but itself and pid 1
+        except ProcessLookupError:
+            pass
+        if not [p for p in _pids() if p not in (1, me)]:
+            break
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    try:
+        os.ftruncate(2, 0)  # the stderr file: the next learner's messages only
+    except OSError:
+        pass
+    mounts = _mount_points()
+    for folder in {os.getcwd(), *WRITABLE}:
+        if os.path.isdir(folder):
+            # what bubblewrap bound inside /tmp (the working folder, maybe the package): the
+            # folders on their way stay, and the working folder is emptied in its own turn
+            keep = {e for e in os.listdir(folder) if any((m + "/").startswith(os.path.join(folder, e) + "/") for m in mounts)}
+            for entry in os.scandir(folder):
+                if entry.name not in keep:
+                    _remove(entry.path)
+            if set(os.listdir(folder)) - keep:
+                return False
+    return True
+
+
+def _mount_points():
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def _pids():
+    """The live processes of this PID namespace (zombies are dead: their parent reaps them)."""
+    live = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in ("Z", "X"):
+                live.append(int(name))
+    return live
+
+
+def _remove(path):
+    def writable(func, p, _):
+        os.chmod(os.path.dirname(p) or ".", 0o700)
+        if os.path.isdir(p) and not os.path.islink(p):
+            os.chmod(p, 0o700)
+        func(p)
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+            shutil.rmtree(path, onerror=lambda f, p, e: _quiet(writable, f, p, e))
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _quiet(handler, func, path, exc):
+    try:
+        handler(func, path, exc)
+    except OSError:
+        pass
 
 
 def relay(exercise, job, fd_in, fd_out):
@@ -168,6 +309,10 @@ def relay(exercise, job, fd_in, fd_out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or not all(a.isdigit() for a in sys.argv[1:]):
-        sys.exit("usage: python -m autograder.grader.child FD_IN FD_OUT (started by the grader, see autograder/grader/sandbox.py)")
-    serve(int(sys.argv[1]), int(sys.argv[2]))
+    args = sys.argv[1:]
+    sandboxed = args[-1:] == ["--sandboxed"]
+    args = args[:-1] if sandboxed else args
+    if len(args) != 2 or not all(a.isdigit() for a in args):
+        sys.exit("usage: python -m autograder.grader.child FD_IN FD_OUT [--sandboxed] (started by the grader, "
+                 "see autograder/grader/sandbox.py)")
+    serve(int(args[0]), int(args[1]), sandboxed)

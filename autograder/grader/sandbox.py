@@ -7,6 +7,8 @@ on. On Linux the child runs under bubblewrap: no network, a read-only view of Py
 autograder package only (not the course's source/, gradebook or submissions), and one
 writable scratch folder.
 """
+import atexit
+import fcntl
 import itertools
 import os
 import resource
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -97,6 +100,12 @@ def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
     return args
 
 
+def _python(path):
+    """The interpreter's path as the sandbox can follow it: Python started as `../.venv/bin/python`
+    has a sys.executable through the folder it started in, which the sandbox does not show."""
+    return os.path.abspath(path) if os.sep in path else path
+
+
 def _limiter(limits, session=True):
     """A function run in the child before exec: a session of its own and the limits."""
     def limit():
@@ -149,52 +158,90 @@ def _give(collector, fields, value):
         return None
 
 
-def run_many(jobs, collectors):
-    """{exercise: replay errors} for jobs {exercise: job} (see score.build_job), of one learner,
-    replayed by one sandboxed fork server (Python and torch start once) in a fresh child per
-    exercise (nothing survives from one exercise to the next). Each answer the child reports
-    goes to collectors[exercise].give, whose reply (the value the namespace holds from then
-    on) goes back to the child. An exercise whose child fails (a crash, its CPU time or
-    memory, a broken message) gets {"process": why}; its collector is then emptied. Raises
-    SandboxError if the server fails as a whole (the wall time, a crash, a broken message)."""
-    global _warned, last_cpu_seconds
-    with tempfile.TemporaryDirectory(prefix="ninja-sandbox-") as scratch:
-        scratch = Path(scratch)
-        uid = sandbox_uid()
-        _chown(scratch, uid)
-        prefix = bwrap_prefix(scratch, uid=uid)
+class _NotStarted(Exception):
+    """The server failed before the learner's process took the jobs: the grader's side (a
+    server that died between learners), never the learner's; started again once."""
+
+
+class Server:
+    """One sandboxed fork server (child.py) for the learners a grading process replays: Python
+    and torch start once, not once per learner. Each learner's jobs go to a learner process it
+    forks; after each learner the server kills what is left in its sandbox and empties the
+    places a child could write, or exits (see child.py). A server that fails in any way is
+    killed, and the next learner gets a fresh one. Without bubblewrap a server serves one
+    learner only (nothing can sweep its leftovers)."""
+
+    def __init__(self):
+        self.key = (bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable)
+        self.uid = sandbox_uid()
+        self.scratch = Path(tempfile.mkdtemp(prefix="ninja-sandbox-"))
+        _chown(self.scratch, self.uid)
+        prefix = bwrap_prefix(self.scratch, uid=self.uid)
+        global _warned
         if not prefix and not _warned:
             _warned = True
             warnings.warn("bubblewrap (bwrap) not found: learner code runs WITHOUT a sandbox "
                           "(still in a separate, resource-limited process). Install it: apt-get install bubblewrap")
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": str(PACKAGE.parent), "PYTHONNOUSERSITE": "1"}
-        child_in, to_child = os.pipe()    # the grader writes, the child reads
-        from_child, child_out = os.pipe()  # the child writes, the grader reads
-        cmd = prefix + [sys.executable, "-s", "-m", "autograder.grader.child", str(child_in), str(child_out)]
-        server_limits = {**LIMITS, "cpu_seconds": LIMITS["cpu_seconds"] * max(1, len(jobs))}
-        proc = subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=open(scratch / "stderr", "wb"),
-                                preexec_fn=_limiter(server_limits), pass_fds=(child_in, child_out))
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(PACKAGE.parent), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        child_in, self.to_child = os.pipe()    # the grader writes, the child reads
+        self.from_child, child_out = os.pipe()  # the child writes, the grader reads
+        self.stderr = tempfile.TemporaryFile()  # nowhere on disk: nothing is left if this process dies
+        fcntl.fcntl(self.stderr.fileno(), fcntl.F_SETFL, fcntl.fcntl(self.stderr.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+        cmd = prefix + [_python(sys.executable), "-s", "-m", "autograder.grader.child", str(child_in), str(child_out)]
+        cmd += ["--sandboxed"] if prefix else []
+        # the server's own CPU is its start and its sweeps; each exercise's child has its own limit
+        server_limits = {**LIMITS, "cpu_seconds": LIMITS["cpu_seconds"] * 4}
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.scratch, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                     preexec_fn=_limiter(server_limits), pass_fds=(child_in, child_out))
         os.close(child_in)
         os.close(child_out)
-        os.set_blocking(to_child, False)
-        deadline = time.monotonic() + LIMITS["wall_seconds"]
-        results, ended, failure = {}, False, None
+        os.set_blocking(self.to_child, False)
+        self.pid = os.getpid()
+        self.persistent = False
         try:
-            wire.send(to_child, {"jobs": _detached(jobs), "statement_seconds": LIMITS["statement_seconds"],
-                                 "child_seconds": LIMITS["cpu_seconds"]}, deadline)
+            self._ready(time.monotonic() + LIMITS["wall_seconds"])
+        except BaseException:
+            self.close()
+            raise
+
+    def _ready(self, deadline):
+        """Read the server's {"op": "ready"}; False if the learner's process did not end well."""
+        msg = wire.receive(self.from_child, deadline, 4096)
+        if not isinstance(msg, dict) or msg.get("op") != "ready":
+            raise wire.WireError("the server did not say it was ready")
+        self.persistent = msg.get("persistent") is True and msg.get("clean") is True
+        return msg.get("status")
+
+    def usable(self):
+        return self.pid == os.getpid() and self.proc.poll() is None and self.key == (
+            bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable)
+
+    def replay(self, jobs, collectors):
+        """{exercise: replay errors} for one learner's jobs (see run_many)."""
+        global last_cpu_seconds
+        deadline = time.monotonic() + LIMITS["wall_seconds"]
+        results, ended, started = {}, False, False
+        try:
+            wire.send(self.to_child, {"op": "learner"}, deadline)
+            wire.send(self.to_child, {"jobs": _detached(jobs), "statement_seconds": LIMITS["statement_seconds"],
+                                      "child_seconds": LIMITS["cpu_seconds"]}, deadline)
             while not ended:
-                msg = wire.receive(from_child, deadline, MAX_MESSAGE)
+                msg = wire.receive(self.from_child, deadline, MAX_MESSAGE)
                 if msg is None:
                     break
                 op, ex = msg.get("op"), msg.get("exercise")
-                if op == "give" and ex in collectors and ex not in results:
+                if op == "started" and not started:
+                    started = True
+                elif not started:
+                    raise _NotStarted(f"the server answered {str(op)[:20]} to a learner")
+                elif op == "give" and ex in collectors and ex not in results:
                     fields = [msg.get(k) for k in ("case", "run", "name")]
                     if not all(isinstance(f, str) and len(f) < 100 for f in fields):
                         raise wire.WireError("a malformed answer")
                     reply = _give(collectors[ex], fields, msg.get("value"))
-                    wire.send(to_child, {"value": reply}, deadline)
+                    wire.send(self.to_child, {"value": reply}, deadline)
                 elif op == "done" and ex in jobs and ex not in results and isinstance(msg.get("errors"), dict):
                     results[ex] = score.redacted({str(k)[:200]: str(v)[:500] for k, v in list(msg["errors"].items())[:2000]})
                 elif op == "failed" and ex in jobs and ex not in results:
@@ -206,35 +253,117 @@ def run_many(jobs, collectors):
                         last_cpu_seconds = float(msg.get("cpu_seconds"))
                     except (TypeError, ValueError):
                         last_cpu_seconds = float("nan")
+                elif op == "ready":  # the learner's process ended without its "end"
+                    self.persistent = False
+                    raise SandboxError(f"the process running your code {_why(msg.get('status'))}")
                 else:
                     raise wire.WireError(f"an unexpected message ({str(op)[:20]})")
+            if ended:
+                self._ready(deadline)
+        except (_NotStarted, SandboxError):
+            raise
         except TimeoutError:
-            failure = f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped"
+            raise SandboxError(f"your code ran longer than {LIMITS['wall_seconds']} s and was stopped")
         except Exception as e:  # a broken message, a closed pipe: this learner's failure only
-            failure = f"its results could not be read ({type(e).__name__})"
-        finally:
-            for fd in (to_child, from_child):
-                os.close(fd)
-            if failure is None and not ended:  # it ended by itself: let it say how
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started
-            except ProcessLookupError:
-                pass
-            code = proc.wait()
+            if not started:
+                raise _NotStarted(f"its results could not be read ({type(e).__name__})")
+            raise SandboxError(f"its results could not be read ({type(e).__name__})")
         if ended and set(results) == set(jobs):
             return results
-        if failure is None:
-            if code > 128:  # bwrap passes on a signal's death as 128 + signal
-                code = -(code - 128)
-            tail = (scratch / "stderr").read_bytes()[-600:].decode(errors="replace").strip().splitlines()
-            why = {-signal.SIGXCPU: "used more than its CPU time", -signal.SIGKILL: "was killed (memory or time)",
-                   -signal.SIGSEGV: "crashed"}.get(code, f"exited with code {code}")
-            failure = f"the process running your code {why}" + (f": {tail[-1][:200]}" if tail else "")
-        raise SandboxError(failure)
+        self.persistent = False
+        raise SandboxError(self.death())
+
+    def death(self):
+        """Why the server ended by itself, from its exit code and its stderr's last line."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "the process running your code stopped answering"
+        if code > 128:  # bwrap passes on a signal's death as 128 + signal
+            code = -(code - 128)
+        fd = self.stderr.fileno()
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, 600, max(0, size - 600)).decode(errors="replace").strip().splitlines()
+        return f"the process running your code {_why(code, exited=True)}" + (f": {tail[-1][:200]}" if tail else "")
+
+    def close(self):
+        for fd in (self.to_child, self.from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.pid == os.getpid():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the server and anything it started
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.stderr.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _why(status, exited=False):
+    """What a wait status (from the server: os.waitpid's) or an exit code (exited) says."""
+    if not isinstance(status, int):
+        return "ended unexpectedly"
+    if exited:
+        sig, code = (-status, None) if status < 0 else (None, status)
+    else:
+        sig, code = (os.WTERMSIG(status), None) if os.WIFSIGNALED(status) else (None, os.WEXITSTATUS(status))
+    if sig is not None:
+        return {signal.SIGXCPU: "used more than its CPU time", signal.SIGKILL: "was killed (memory or time)",
+                signal.SIGSEGV: "crashed"}.get(sig, f"was stopped by signal {sig}")
+    return f"exited with code {code}"
+
+
+_server = None
+_server_lock = threading.Lock()
+
+
+def run_many(jobs, collectors):
+    """{exercise: replay errors} for jobs {exercise: job} (see score.build_job), of one learner,
+    replayed by the grading process's sandboxed fork server (Server: Python and torch start
+    once) in a fresh child per exercise (nothing survives from one exercise, or one learner,
+    to the next). Each answer the child reports goes to collectors[exercise].give, whose reply
+    (the value the namespace holds from then on) goes back to the child. An exercise whose
+    child fails (a crash, its CPU time or memory, a broken message) gets {"process": why}; its
+    collector is then emptied. Raises SandboxError if the learner's replay fails as a whole
+    (the wall time, a crash, a broken message); the server is then replaced."""
+    global _server
+    with _server_lock:
+        for attempt in (1, 2):
+            try:
+                if _server is None or not _server.usable():
+                    stop_server()
+                    _server = Server()
+                results = _server.replay(jobs, collectors)
+            except _NotStarted as e:  # a server that died between learners: the grader's, not theirs
+                stop_server()
+                if attempt == 2:
+                    raise SandboxError(str(e))
+                continue
+            except SandboxError:
+                stop_server()
+                raise
+            except (OSError, wire.WireError, TimeoutError) as e:  # the server did not start
+                stop_server()
+                if attempt == 2:
+                    raise SandboxError(f"its results could not be read ({type(e).__name__})")
+                continue
+            if not _server.persistent:
+                stop_server()
+            return results
+
+
+def stop_server():
+    """Stop this process's fork server, if it has one (also at exit)."""
+    global _server
+    if _server is not None:
+        server, _server = _server, None
+        server.close()
+
+
+atexit.register(stop_server)
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -271,7 +400,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         # Jupyter's messages, which SandboxedExecute caps
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
         kw["preexec_fn"] = _limiter(KERNEL_LIMITS, session=False)  # jupyter_client starts its session
-        return await super()._async_launch_kernel(prefix + kernel_cmd, **kw)
+        return await super()._async_launch_kernel(prefix + [_python(kernel_cmd[0]), *kernel_cmd[1:]], **kw)
 
     async def _async_cleanup_resources(self, restart=False):
         await super()._async_cleanup_resources(restart)
