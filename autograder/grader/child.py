@@ -30,6 +30,7 @@ The whole server runs under bubblewrap as an unprivileged user of its own (sandb
 so does every child it forks. The messages are wire.py's.
 """
 import ctypes
+import gc
 import os
 import resource
 import shutil
@@ -122,6 +123,7 @@ def serve(fd_in, fd_out, sandboxed=False):
     restricted.compile_answer("x = 1", "<warm-up>")
     sandboxed = sandboxed and in_own_sandbox()
     seal()
+    gc.freeze()  # what is imported stays put: no collection in a fork copies the whole heap
     send(fd_out, {"op": "ready", "status": 0, "clean": True, "persistent": sandboxed})
     while True:
         msg = receive(fd_in, limit=4096)

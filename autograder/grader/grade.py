@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import course
+from . import course, jobs
 from ..exercises import EXERCISES
 
 # Seconds one worker takes for one learner (benchmarks/bench.py, README), and to start: the
@@ -139,17 +139,30 @@ def forget(root, learners, assignment):
 
 # --- the workers: a local process pool or a Dask cluster, one job function (jobs.run_job) ---
 
-def _start_worker(one_thread):
+def _start_worker(one_thread, mode=None, setting=None):
     """In each local worker process, once: its own session, so that Ctrl-C in the terminal reaches
-    only the main process, which stops the workers itself."""
+    only the main process, which stops the workers itself; then what its jobs need, loaded while
+    the main process still reads the class: nbgrader (full mode) and, for a course with
+    exercises, its sandboxed fork server, proven on a known answer (jobs.preflight_once)."""
     os.setsid()
     if one_thread:  # the kernels this worker starts: one thread each, two workers share two cores
         os.environ["OMP_NUM_THREADS"] = "1"
     # what the kernels print on the stdout they inherit is nobody's business here; what goes
     # wrong in grading comes back in the job's result instead
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    from .jobs import prepare_process
+    from .jobs import prepare_process, preflight_once
     prepare_process()
+    if mode == "full":
+        import nbgrader.apps  # noqa: F401
+    if setting is not None:
+        preflight_once(setting)  # a failure is kept, and each job then reports it
+
+
+def _started(setting):
+    """A job of no work but the sandbox's check, once per process (done by _start_worker):
+    submitting one per worker starts the pool's processes now. '' or why it cannot run."""
+    from .jobs import preflight_once
+    return preflight_once(setting) if setting is not None else ""
 
 
 def scores_one(root, student, assignment=course.ASSIGNMENT, points=None):
@@ -209,10 +222,20 @@ class SchedulerGone(RuntimeError):
 class LocalWorkers:
     """N worker processes on this machine (spawned: each loads nbgrader and torch once)."""
 
-    def __init__(self, jobs):
+    def __init__(self, jobs, mode=None, setting=None):
         self.size = jobs
         self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker, initargs=(jobs > 1,))
+                                        initializer=_start_worker, initargs=(jobs > 1, mode, setting))
+        # started now, each loading what its jobs need meanwhile
+        self.started = [self.pool.submit(_started, setting) for _ in range(jobs)]
+
+    def preflight(self):
+        """'' if the first worker to start could run a known answer through its sandbox, else why."""
+        first = next(iter(wait(self.started, return_when=FIRST_COMPLETED).done))
+        try:
+            return first.result()
+        except Exception as e:  # the worker could not start at all
+            return f"a grading process could not start ({type(e).__name__}: {e})"
 
     def submit(self, pack, learner):
         from .jobs import run_job
@@ -350,23 +373,38 @@ def main(argv=None):
         if unknown:
             p.error(f"no submission of {assignment} by {', '.join(unknown)}")
         everyone = [s for s in everyone if s in args.student]
+    trusted = bool(exercises_in(root, assignment))
+    if args.scores_only and not trusted:
+        p.error(f"{assignment} has none of the course's exercise notebooks: --scores-only cannot score it")
     from ..exercises import PRACTICE, course_setting
-    setting = PRACTICE
-    if exercises_in(root, assignment):
+    setting = course_setting(root) if trusted else PRACTICE  # the hidden cases: the jobs carry these, never the secret
+    mode = "scores" if args.scores_only else "full"
+    # local workers start now (Python, nbgrader, torch, their sandbox) while this process checks the
+    # sandbox and reads the class; they are stopped on every way out below that grades nobody
+    local = None if args.cluster else LocalWorkers(max(1, min(args.jobs, len(everyone))), mode,
+                                                   setting if trusted else None)
+    try:
+        return _grade(args, p, root, assignment, everyone, trusted, setting, mode, local)
+    finally:
+        if local is not None:
+            local.stop()
+
+
+def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
+    """main's work, once the local workers are starting."""
+    if trusted:  # on this machine, a worker's own check; for a cluster, this process's
         from .trusted import preflight
-        setting = course_setting(root)  # the hidden cases: the jobs carry these, never the secret
-        broken = preflight(setting)
+        broken = local.preflight() if local is not None else preflight(setting)
         if broken:  # the grader's own failure: no learner may be scored for it
             print(f"error: the trusted grader cannot run, so nothing was graded: {broken}", file=sys.stderr)
             return 2
-    from . import jobs
     if args.scores_only:
-        if not exercises_in(root, assignment):
-            p.error(f"{assignment} has none of the course's exercise notebooks: --scores-only cannot score it")
         todo = everyone
         pack = jobs.make_pack(root, assignment, "scores", setting, course.points(root, assignment), trusted=True)
     else:  # make sure the assignment exists in the gradebook
-        course.nbgrader(root, "db", "assignment", "add", assignment, check=False)
+        from nbgrader.api import Gradebook
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            gb.update_or_create_assignment(assignment)
         graded = in_gradebook(root, assignment)
         # a run stopped while it recorded a learner (killed) left a marker saying GRADING
         forget(root, [s for s in everyone if marker(root, s, assignment).exists()
@@ -378,14 +416,13 @@ def main(argv=None):
         if not todo:
             print_table(root, assignment, {s: {"mode": "full"} for s in everyone}, everyone)
             return 0
-        pack = jobs.make_pack(root, assignment, "full", setting, trusted=bool(exercises_in(root, assignment)))
+        pack = jobs.make_pack(root, assignment, "full", setting, trusted=trusted)
         extensions = submission_extensions(root, assignment)
-    mode = "scores" if args.scores_only else "full"
     sigterm = signal.signal(signal.SIGTERM, _interrupt)  # stopped by `kill`: as by Ctrl-C
     results, failed, prints, workers = {}, {}, {}, None
     try:
         try:
-            workers = ClusterWorkers(args.cluster) if args.cluster else LocalWorkers(args.jobs)
+            workers = ClusterWorkers(args.cluster) if args.cluster else local
         except SchedulerGone as e:
             print(f"error: {e}; nothing was graded", file=sys.stderr)
             return 3

@@ -22,6 +22,13 @@ from pathlib import Path
 
 IGNORED = {".ipynb_checkpoints", "__pycache__"}
 
+# jsonschema's optional check of the "iri" format compiles a grammar when jsonschema is imported
+# (rfc3987_syntax: about 1 s of each grading process, coordinator and workers, via nbformat).
+# No schema a grading process validates (nbformat's, nbgrader's) uses that format: without the
+# module jsonschema simply has no such check (it imports it under suppress(ImportError)).
+if "jsonschema" not in sys.modules:
+    sys.modules.setdefault("rfc3987_syntax", None)
+
 
 class JobFailed(RuntimeError):
     """The grader could not grade (not the learner's fault): nothing may be recorded for them."""

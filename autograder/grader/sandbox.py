@@ -64,7 +64,8 @@ def sandbox_uid():
 
 def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
     """The bubblewrap command line that confines a child to Python, the autograder package,
-    the data and `scratch` (its working folder), or [] where bwrap is missing. Run as root,
+    the data and `scratch` (its working folder; None: the sandbox's own /tmp, nothing of the
+    machine's), or [] where bwrap is missing. Run as root,
     the child then becomes `uid` (no capabilities, no new privileges); otherwise it stays
     the grader's own unprivileged user, in a user namespace."""
     bwrap = shutil.which("bwrap")
@@ -73,7 +74,7 @@ def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
     ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", "/etc/fonts", sys.base_prefix,
           sys.prefix, sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH), *readable}
     ro = sorted(p for p in ro if os.path.exists(p))
-    rw = [str(scratch), *writable]
+    rw = [str(scratch), *writable] if scratch else list(writable)
     root = os.geteuid() == 0 and uid is not None
     if root and data.DEFAULT_PATH.exists() and not data.DEFAULT_PATH.stat().st_mode & 0o004:
         data.DEFAULT_PATH.chmod(0o644)  # the public data set, readable by the sandbox's user
@@ -94,7 +95,7 @@ def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
         args += ["--ro-bind", path, path]
     for path in rw:
         args += ["--bind", path, path]
-    args += ["--chdir", str(scratch), "--"]
+    args += ["--chdir", str(scratch or "/tmp"), "--"]
     if root:
         args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
     return args
@@ -174,15 +175,15 @@ class Server:
     def __init__(self):
         self.key = (bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable)
         self.uid = sandbox_uid()
-        self.scratch = Path(tempfile.mkdtemp(prefix="ninja-sandbox-"))
-        _chown(self.scratch, self.uid)
-        prefix = bwrap_prefix(self.scratch, uid=self.uid)
+        prefix = bwrap_prefix(None, uid=self.uid)  # its folder: the sandbox's /tmp, gone with it
+        # without a sandbox, a folder of its own on the machine (it serves one learner only)
+        self.scratch = None if prefix else Path(tempfile.mkdtemp(prefix="ninja-sandbox-"))
         global _warned
         if not prefix and not _warned:
             _warned = True
             warnings.warn("bubblewrap (bwrap) not found: learner code runs WITHOUT a sandbox "
                           "(still in a separate, resource-limited process). Install it: apt-get install bubblewrap")
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch), "OMP_NUM_THREADS": "1",
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch or "/tmp"), "OMP_NUM_THREADS": "1",
                "PYTHONPATH": str(PACKAGE.parent), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         child_in, self.to_child = os.pipe()    # the grader writes, the child reads
         self.from_child, child_out = os.pipe()  # the child writes, the grader reads
@@ -192,7 +193,7 @@ class Server:
         cmd += ["--sandboxed"] if prefix else []
         # the server's own CPU is its start and its sweeps; each exercise's child has its own limit
         server_limits = {**LIMITS, "cpu_seconds": LIMITS["cpu_seconds"] * 4}
-        self.proc = subprocess.Popen(cmd, env=env, cwd=self.scratch, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.scratch or "/", stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr,
                                      preexec_fn=_limiter(server_limits), pass_fds=(child_in, child_out))
         os.close(child_in)
@@ -299,7 +300,8 @@ class Server:
                 pass
             self.proc.wait()
         self.stderr.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _why(status, exited=False):
