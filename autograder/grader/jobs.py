@@ -220,7 +220,7 @@ def _full(pack, learner, tmp):
     # the hidden cases come with the job: the worker never sees the course's secret
     if pack["trusted"]:
         TrustedScores._settings[key] = (pack["setting"], preflight_once(pack["setting"]))
-    TrustedScores._verdicts = {}
+    TrustedScores._verdicts, TrustedScores._ahead = {}, (None, None)
     # the learner's time budget is per grading (kept on nbgrader's converter, which each
     # autograde call makes anew; the class's own fallback store is cleared here too)
     vars(SandboxedExecute).get("_ninja_spent", {}).pop(s, None)
@@ -228,7 +228,7 @@ def _full(pack, learner, tmp):
         out = api.autograde(a, s, force=True, create=True)
     finally:
         TrustedScores._settings.pop(key, None)
-        TrustedScores._verdicts = {}
+        TrustedScores._verdicts, TrustedScores._ahead = {}, (None, None)
     if (root / SECRET_FILE).exists():
         raise JobFailed("the job's grading looked for the course secret instead of the cases it carries")
     if not out["success"]:

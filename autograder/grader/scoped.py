@@ -81,6 +81,11 @@ class CourseExecute(SandboxedExecute):
 
     start_new_kernel = run_sync(async_start_new_kernel)  # what nbconvert's preprocess calls
 
+    def preprocess(self, nb, resources=None, km=None):
+        from .trusted import TrustedScores
+        TrustedScores(parent=self.parent).read_ahead(resources or {})  # the replay runs beside the kernel
+        return super().preprocess(nb, resources, km)
+
 
 class ScopedExecute(CourseOnly):
     """nbgrader's Execute, or the course's sandboxed kernel for the course's assignment."""
