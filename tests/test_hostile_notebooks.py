@@ -492,3 +492,42 @@ def test_formgraders_view_of_a_hostile_submission_runs_no_learner_script(formgra
         assert "PWNED" not in page[:re.search(r'<div[^>]*id="notebook"', page).start()]
         assert not ran_script(chromium, beacon, url), name
         assert chromium.execute_script("return typeof toggle_name + ' ' + typeof jQuery") == "function function"
+
+
+def test_formgraders_other_pages_forbid_inline_script_and_show_what_they_are_given_as_text(formgrader, chromium, beacon):
+    """Every page formgrader renders from its templates carries the policy (its own scripts by
+    nonce, its inline handlers by hash) and escapes what it is rendered with: a student id in
+    the URL that closes formgrader's script string or brings a tag runs nothing, while
+    formgrader's own scripts run (the students' table is filled in, no handler of its own is
+    blocked). The submissions page is read but not opened in the browser: its script asks
+    formgrader for this class's timestamps, and formgrader itself blocks reading the hostile
+    learner's timestamp.txt, a FIFO."""
+    import urllib.parse
+    import urllib.request
+    base, token, _ = formgrader
+    hostile = urllib.parse.quote('x";document.title="PWNED";"<img src=x onerror="document.title=1">', safe="")
+    watch = ("window.__v = []; document.addEventListener('securitypolicyviolation', "
+             "e => window.__v.push(e.violatedDirective + ' ' + (e.target && e.target.outerHTML || '').slice(0, 120)));")
+    chromium.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": watch})
+    for path in ["manage_assignments", "manage_students", f"manage_students/{hostile}", "gradebook",
+                 f"gradebook/{ASSIGNMENT}", f"manage_submissions/{ASSIGNMENT}"]:
+        url = f"{base}/formgrader/{path}?token={token}"
+        with urllib.request.urlopen(url, timeout=60) as r:
+            policy = r.headers["Content-Security-Policy"]
+            page = r.read().decode()
+        assert "'nonce-" in policy and "unsafe-inline" not in policy and "object-src 'none'" in policy, (path, policy)
+        assert 'document.title="PWNED"' not in page and "<img src=x" not in page, path
+        if path.startswith("manage_submissions"):
+            continue
+        assert not ran_script(chromium, beacon, url), path
+        assert chromium.execute_script("return typeof jQuery + ' ' + typeof Backbone.View") == "function function", path
+        if path == "manage_students":
+            for _ in range(40):
+                if chromium.execute_script("return document.querySelectorAll('tbody tr').length") >= 3:
+                    break
+                time.sleep(0.25)
+            assert chromium.execute_script("return document.querySelectorAll('tbody tr').length") >= 3, \
+                "formgrader's own script lists the students"
+        blocked = [v for v in chromium.execute_script("return window.__v") if "onerror" not in v]
+        assert blocked == [], (path, blocked)  # only the hostile tag's handler is refused
+        chromium.get("about:blank")  # no page of formgrader's keeps asking its server meanwhile

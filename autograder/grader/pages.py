@@ -22,8 +22,10 @@ disappears silently. FeedbackExporter (scoped.py) calls the same function after 
 """
 import html
 import re
+from pathlib import Path
 
 import bleach
+import jinja2
 from bleach.css_sanitizer import CSSSanitizer
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors import Preprocessor
@@ -139,43 +141,93 @@ class SafeHTML(Preprocessor):
         return nb, resources
 
 
-# --- formgrader's view of a submission ----------------------------------------------------------
+# --- formgrader's pages ---------------------------------------------------------------------
 
 FORMGRADER_HANDLERS = "nbgrader.server_extensions.formgrader.handlers"
+FORMGRADER_BASE = "nbgrader.server_extensions.formgrader.base"
+HANDLER = re.compile(r"""\son[a-z]+=(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)  # an inline handler's code
 
 
-def formgrader_policy(nonce):
-    """The Content-Security-Policy of formgrader's view of a submission: scripts from the server
-    itself and formgrader's own (which carry the page's nonce); no inline script or handler of
-    the notebook's, no plugins, frames or base URL."""
-    return (f"script-src 'self' 'nonce-{nonce}'; object-src 'none'; base-uri 'none'; frame-src 'none'; "
-            "form-action 'self'; frame-ancestors 'self'")
+def formgrader_policy(nonce, handlers=()):
+    """The Content-Security-Policy of formgrader's pages: scripts from the server itself and
+    formgrader's own (which carry the page's nonce, and the inline handlers of its templates, by
+    hash); no other inline script or handler, no plugins, frames or base URL."""
+    hashes = "".join(f" 'sha256-{h}'" for h in sorted(handlers))
+    return (f"script-src 'self' 'nonce-{nonce}'" + (f" 'unsafe-hashes'{hashes}" if hashes else "") +
+            "; object-src 'none'; base-uri 'none'; frame-src 'none'; form-action 'self'; frame-ancestors 'self'")
 
 
 def with_nonce(page, nonce):
-    """Formgrader's page with the nonce on formgrader's own scripts: those before the notebook
-    (its header and navigation bar), never one inside it."""
+    """Formgrader's view of a submission with the nonce on formgrader's own scripts: those
+    before the notebook (its header and navigation bar), never one inside it."""
     start = re.search(r'<div\b[^>]*\bid="notebook"', page)
     if start is None:  # not formgrader's page as known: no script gets the nonce (none runs)
         return page
     return re.sub(r"<script\b", f'<script nonce="{nonce}"', page[:start.start()]) + page[start.start():]
 
 
+def template_handlers(folder):
+    """The sha256 (base64) of every inline event handler in formgrader's own templates."""
+    import base64
+    import hashlib
+    found = set()
+    for path in Path(folder).rglob("*"):
+        if path.suffix in (".tpl", ".j2", ".html") and path.is_file():
+            found |= {a or b for a, b in HANDLER.findall(path.read_text(errors="replace"))}
+    return {base64.b64encode(hashlib.sha256(h.encode()).digest()).decode() for h in found}
+
+
+class _NoncedLoader(jinja2.BaseLoader):
+    """A Jinja loader over formgrader's: each template's own <script> tags get the page's nonce
+    (a variable of the template, so that nothing a page is rendered with can carry it)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = self.inner.get_source(environment, template)
+        return re.sub(r"<script\b", '<script nonce="{{ csp_nonce }}"', source), filename, uptodate
+
+
+_safe_envs = {}  # id of formgrader's Jinja environment -> (it, its nonced, autoescaping overlay)
+
+
+def safe_environment(env):
+    """formgrader's Jinja environment, escaping every value it renders (a student id in the
+    URL or the gradebook is text, in HTML and in a template's JavaScript strings alike) and
+    putting the nonce on its templates' scripts."""
+    if id(env) not in _safe_envs:
+        _safe_envs[id(env)] = (env, env.overlay(loader=_NoncedLoader(env.loader), autoescape=True))
+    return _safe_envs[id(env)][1]
+
+
 def protect_formgrader():
     """In a Jupyter server running formgrader (whose extension loads nbgrader_config.py, which
-    calls this), give its view of a submission the policy above. Elsewhere: nothing."""
+    calls this), give each of its pages the policy above: the pages its templates render
+    (escaped, their scripts nonced) and its view of a submission. Elsewhere: nothing."""
     import secrets
     import sys
-    handlers = sys.modules.get(FORMGRADER_HANDLERS)
-    if handlers is None or getattr(handlers.SubmissionHandler, "_ninja_policy", False):
+    handlers, base = sys.modules.get(FORMGRADER_HANDLERS), sys.modules.get(FORMGRADER_BASE)
+    if handlers is None or base is None or getattr(base.BaseHandler, "_ninja_policy", False):
         return
+    inline = template_handlers(handlers.template_path)
+
+    def nonce(self):
+        if getattr(self, "_ninja_nonce", None) is None:
+            self._ninja_nonce = secrets.token_urlsafe(18)
+        return self._ninja_nonce
+
+    def render(self, name, **ns):
+        template = safe_environment(self.settings["nbgrader_jinja2_env"]).get_template(name)
+        self.set_header("Content-Security-Policy", formgrader_policy(nonce(self), inline))
+        return template.render(**ns, csp_nonce=nonce(self))
+    base.BaseHandler.render = render
     write = handlers.SubmissionHandler.write
 
     def protected_write(self, chunk):
         if isinstance(chunk, str) and "<html" in chunk[:2000]:
-            nonce = secrets.token_urlsafe(18)
-            self.set_header("Content-Security-Policy", formgrader_policy(nonce))
-            chunk = with_nonce(chunk, nonce)
+            self.set_header("Content-Security-Policy", formgrader_policy(nonce(self), inline))
+            chunk = with_nonce(chunk, nonce(self))
         return write(self, chunk)
     handlers.SubmissionHandler.write = protected_write
-    handlers.SubmissionHandler._ninja_policy = True
+    base.BaseHandler._ninja_policy = True
