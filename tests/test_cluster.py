@@ -244,8 +244,11 @@ def test_a_job_that_fails_on_its_worker_is_the_graders_failure_never_a_zero(klas
     from autograder.grader import jobs
 
     class BrokenWorker(grade.LocalWorkers):
-        def __init__(self, n):
+        def __init__(self, n, *how):
             self.size, self.pool = 1, ThreadPoolExecutor(1)
+
+        def preflight(self):  # this machine's sandbox works: the worker's does not
+            return ""
 
         def submit(self, pack, learner):
             jobs._preflights[pack["setting"]] = "bubblewrap is missing (on this worker)"

@@ -494,16 +494,27 @@ def test_formgraders_view_of_a_hostile_submission_runs_no_learner_script(formgra
         assert chromium.execute_script("return typeof toggle_name + ' ' + typeof jQuery") == "function function"
 
 
-def test_formgraders_other_pages_forbid_inline_script_and_show_what_they_are_given_as_text(formgrader, chromium, beacon):
+def test_formgraders_other_pages_forbid_inline_script_and_show_what_they_are_given_as_text(hostile, formgrader, chromium, beacon):
     """Every page formgrader renders from its templates carries the policy (its own scripts by
     nonce, its inline handlers by hash) and escapes what it is rendered with: a student id in
     the URL that closes formgrader's script string or brings a tag runs nothing, while
     formgrader's own scripts run (the students' table is filled in, no handler of its own is
     blocked). The submissions page is read but not opened in the browser: its script asks
-    formgrader for this class's timestamps, and formgrader itself blocks reading the hostile
-    learner's timestamp.txt, a FIFO."""
+    formgrader for this class's timestamps. Stock formgrader blocks for good on a FIFO in a
+    learner's submitted folder (the course's own code never opens one), so the special-files
+    learner's FIFOs become regular files first, as a submission collected by nbgrader has."""
+    import stat as stat_
     import urllib.parse
     import urllib.request
+    c, _ = hostile
+    for path in (c / "submitted").rglob("*"):
+        if stat_.S_ISFIFO(path.lstat().st_mode):
+            try:  # a reader blocked in it gets its end of file
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+            path.unlink()
+            path.write_text("not a notebook, not a date\n")
     base, token, _ = formgrader
     hostile = urllib.parse.quote('x";document.title="PWNED";"<img src=x onerror="document.title=1">', safe="")
     watch = ("window.__v = []; document.addEventListener('securitypolicyviolation', "
