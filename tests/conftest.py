@@ -59,8 +59,8 @@ def free_port():
 
 def judged_in_batches(answers, size=6):
     """{name: {gradient: Verdict}} for answers {name: (exercise, [(cell id, source)])}, each
-    replayed in a fresh child as trusted_verdicts does, `size` of them to a sandboxed server
-    (its wall time is for all of its jobs): one server start per batch, not per answer."""
+    replayed in a fresh child as trusted_verdicts does, `size` of them as one learner's replay
+    (its wall time is for all of them): one learner process per batch, not per answer."""
     from autograder import score
     from autograder.grader import sandbox
     out, names = {}, list(answers)

@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from .wire import WireError, receive, send
+from .wire import WireError, ended, receive, send
 
 CHILD_SECONDS = 60  # CPU seconds of one exercise's child (set from the grader's limits)
 _exit, _kill = os._exit, os.kill  # the real ones: harden() takes them from answers, in the child
@@ -234,24 +234,18 @@ def _pids():
 
 
 def _remove(path):
-    def writable(func, p, _):
-        os.chmod(os.path.dirname(p) or ".", 0o700)
-        if os.path.isdir(p) and not os.path.islink(p):
-            os.chmod(p, 0o700)
-        func(p)
+    """Remove what a child left at path, whatever modes it set on its folders (they are this
+    user's: it may give itself the rights back); what cannot go, sweep() finds still there."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
             os.chmod(path, 0o700)
-            shutil.rmtree(path, onerror=lambda f, p, e: _quiet(writable, f, p, e))
+            for folder, names, _ in os.walk(path):  # top-down: each folder opened before it is read
+                for name in names:
+                    if not os.path.islink(os.path.join(folder, name)):
+                        os.chmod(os.path.join(folder, name), 0o700)
+            shutil.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)
-    except OSError:
-        pass
-
-
-def _quiet(handler, func, path, exc):
-    try:
-        handler(func, path, exc)
     except OSError:
         pass
 
@@ -302,11 +296,7 @@ def relay(exercise, job, fd_in, fd_out):
                 pass
         _, status = os.waitpid(pid, 0)
     if not done:
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            why = why or {signal.SIGXCPU: "used more than its CPU time", signal.SIGKILL: "was killed (memory or time)",
-                          signal.SIGSEGV: "crashed"}.get(sig, f"was stopped by signal {sig}")
-        why = why or f"exited with code {os.WEXITSTATUS(status)}"
+        why = why or ended(status)
         send(fd_out, {"op": "failed", "exercise": exercise, "why": f"the process running your code {why}"})
 
 

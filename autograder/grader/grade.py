@@ -393,8 +393,11 @@ def main(argv=None):
 def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
     """main's work, once the local workers are starting."""
     if trusted:  # on this machine, a worker's own check; for a cluster, this process's
-        from .trusted import preflight
-        broken = local.preflight() if local is not None else preflight(setting)
+        if local is not None:
+            broken = local.preflight()
+        else:
+            from .trusted import preflight
+            broken = preflight(setting)
         if broken:  # the grader's own failure: no learner may be scored for it
             print(f"error: the trusted grader cannot run, so nothing was graded: {broken}", file=sys.stderr)
             return 2

@@ -172,8 +172,13 @@ class Server:
     killed, and the next learner gets a fresh one. Without bubblewrap a server serves one
     learner only (nothing can sweep its leftovers)."""
 
+    @staticmethod
+    def wanted():
+        """What a server is started from: the sandbox's command line, the limits, the Python."""
+        return bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable
+
     def __init__(self):
-        self.key = (bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable)
+        self.key = self.wanted()
         self.uid = sandbox_uid()
         prefix = bwrap_prefix(None, uid=self.uid)  # its folder: the sandbox's /tmp, gone with it
         # without a sandbox, a folder of its own on the machine (it serves one learner only)
@@ -208,16 +213,14 @@ class Server:
             raise
 
     def _ready(self, deadline):
-        """Read the server's {"op": "ready"}; False if the learner's process did not end well."""
+        """Read the server's {"op": "ready"}: whether it may serve the next learner (it swept)."""
         msg = wire.receive(self.from_child, deadline, 4096)
         if not isinstance(msg, dict) or msg.get("op") != "ready":
             raise wire.WireError("the server did not say it was ready")
         self.persistent = msg.get("persistent") is True and msg.get("clean") is True
-        return msg.get("status")
 
     def usable(self):
-        return self.pid == os.getpid() and self.proc.poll() is None and self.key == (
-            bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable)
+        return self.pid == os.getpid() and self.proc.poll() is None and self.key == self.wanted()
 
     def replay(self, jobs, collectors):
         """{exercise: replay errors} for one learner's jobs (see run_many)."""
@@ -256,7 +259,7 @@ class Server:
                         last_cpu_seconds = float("nan")
                 elif op == "ready":  # the learner's process ended without its "end"
                     self.persistent = False
-                    raise SandboxError(f"the process running your code {_why(msg.get('status'))}")
+                    raise SandboxError(f"the process running your code {wire.ended(msg.get('status'))}")
                 else:
                     raise wire.WireError(f"an unexpected message ({str(op)[:20]})")
             if ended:
@@ -285,7 +288,8 @@ class Server:
         fd = self.stderr.fileno()
         size = os.fstat(fd).st_size
         tail = os.pread(fd, 600, max(0, size - 600)).decode(errors="replace").strip().splitlines()
-        return f"the process running your code {_why(code, exited=True)}" + (f": {tail[-1][:200]}" if tail else "")
+        how = wire.stopped_by(-code) if code < 0 else f"exited with code {code}"
+        return f"the process running your code {how}" + (f": {tail[-1][:200]}" if tail else "")
 
     def close(self):
         for fd in (self.to_child, self.from_child):
@@ -302,20 +306,6 @@ class Server:
         self.stderr.close()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def _why(status, exited=False):
-    """What a wait status (from the server: os.waitpid's) or an exit code (exited) says."""
-    if not isinstance(status, int):
-        return "ended unexpectedly"
-    if exited:
-        sig, code = (-status, None) if status < 0 else (None, status)
-    else:
-        sig, code = (os.WTERMSIG(status), None) if os.WIFSIGNALED(status) else (None, os.WEXITSTATUS(status))
-    if sig is not None:
-        return {signal.SIGXCPU: "used more than its CPU time", signal.SIGKILL: "was killed (memory or time)",
-                signal.SIGSEGV: "crashed"}.get(sig, f"was stopped by signal {sig}")
-    return f"exited with code {code}"
 
 
 _server = None

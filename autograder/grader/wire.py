@@ -8,6 +8,7 @@ plain dense tensors on the CPU, is a WireError: the reader never sees it."""
 import io
 import os
 import select
+import signal
 import struct
 import time
 
@@ -95,3 +96,17 @@ def _read(fd, size, deadline):
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def stopped_by(sig):
+    """How a process killed by signal `sig` ended, in the words a learner reads."""
+    return {signal.SIGXCPU: "used more than its CPU time", signal.SIGKILL: "was killed (memory or time)",
+            signal.SIGSEGV: "crashed"}.get(sig, f"was stopped by signal {sig}")
+
+
+def ended(status):
+    """How a process ended, from its wait status (os.waitpid's), in the same words; a status
+    that is no wait status (from a process that may lie) says so."""
+    if not isinstance(status, int) or not 0 <= status < 2**16:
+        return "ended unexpectedly"
+    return stopped_by(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else f"exited with code {os.WEXITSTATUS(status)}"
