@@ -207,7 +207,7 @@ def sweep(seconds=5):
             keep = {e for e in os.listdir(folder) if any((m + "/").startswith(os.path.join(folder, e) + "/") for m in mounts)}
             for entry in os.scandir(folder):
                 if entry.name not in keep:
-                    _remove(entry.path)
+                    remove(entry.path)
             if set(os.listdir(folder)) - keep:
                 return False
     return True
@@ -233,7 +233,7 @@ def _pids():
     return live
 
 
-def _remove(path):
+def remove(path):
     """Remove what a child left at path, whatever modes it set on its folders (they are this
     user's: it may give itself the rights back); what cannot go, sweep() finds still there."""
     try:

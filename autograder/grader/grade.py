@@ -142,8 +142,9 @@ def forget(root, learners, assignment):
 def _start_worker(one_thread, mode=None, setting=None):
     """In each local worker process, once: its own session, so that Ctrl-C in the terminal reaches
     only the main process, which stops the workers itself; then what its jobs need, loaded while
-    the main process still reads the class: nbgrader (full mode) and, for a course with
-    exercises, its sandboxed fork server, proven on a known answer (jobs.preflight_once)."""
+    the main process still reads the class: nbgrader and the kernel server (full mode) and, for
+    a course with exercises, its sandboxed fork server, proven on a known answer
+    (jobs.preflight_once)."""
     os.setsid()
     if one_thread:  # the kernels this worker starts: one thread each, two workers share two cores
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -154,6 +155,8 @@ def _start_worker(one_thread, mode=None, setting=None):
     prepare_process()
     if mode == "full":
         import nbgrader.apps  # noqa: F401
+        from .sandbox import kernel_servers
+        kernel_servers.prewarm()  # the learners' kernels are forked from it (sandbox.KernelServer)
     if setting is not None:
         preflight_once(setting)  # a failure is kept, and each job then reports it
 

@@ -12,6 +12,7 @@ import fcntl
 import itertools
 import os
 import resource
+import select
 import shutil
 import signal
 import stat
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 try:
@@ -41,6 +43,7 @@ KERNEL_COPY = dict(files=1000, bytes=256 * 2**20)  # what of a submission's fold
 # The environment of a sandboxed process: these of the grader's variables, nothing else.
 KERNEL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
               "BACKPROP_NINJA_TRUSTED", "BACKPROP_NINJA_NAMES", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY")
+RUN_ENV = ("NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "BACKPROP_NINJA_TRUSTED")  # read by cells only
 _uids = itertools.count()
 
 
@@ -358,6 +361,231 @@ def stop_server():
 atexit.register(stop_server)
 
 
+class KernelServer:
+    """One sandboxed kernel server (kernels.py): ipykernel, torch and matplotlib imported once
+    for the kernels of one grading process, each forked from it in turn. It runs under
+    bubblewrap as a user of its own, with KERNEL_LIMITS (each kernel sets them again), and sees
+    of the machine what a kernel sees plus one folder of this process (KernelServers.folder),
+    where each kernel's private copy and sockets are made. The environment (KERNEL_ENV) and
+    the interpreter are the kernels': a kernel asking for another gets another server."""
+
+    def __init__(self, python, env, folder):
+        self.key = self.wanted(python, env)
+        env = dict(self.key[1])
+        self.uid = sandbox_uid()
+        prefix = bwrap_prefix(None, writable=[folder], uid=self.uid)
+        child_in, self.to_child = os.pipe()
+        self.from_child, child_out = os.pipe()
+        self.stderr = tempfile.TemporaryFile()
+        cmd = prefix + [_python(python), "-m", "autograder.grader.kernels", str(child_in), str(child_out), "--sandboxed"]
+        own = {**env, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/.matplotlib"}  # the sandbox's, swept
+        self.proc = subprocess.Popen(cmd, env=own, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr, preexec_fn=_limiter(KERNEL_LIMITS), pass_fds=(child_in, child_out))
+        os.close(child_in)
+        os.close(child_out)
+        self.pid, self.idle, self.persistent, self.closed = os.getpid(), False, False, False
+        try:
+            self._ready(time.monotonic() + LIMITS["wall_seconds"])
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def wanted(python, env):
+        """What a server is started from: the interpreter, the kernels' environment but what
+        only their cells read (RUN_ENV), the sandbox's command line and the limits."""
+        env = tuple(sorted((k, v) for k, v in env.items() if k not in RUN_ENV))
+        return python, env, bwrap_prefix, tuple(sorted(KERNEL_LIMITS.items()))
+
+    def _ready(self, deadline):
+        msg = wire.receive(self.from_child, deadline, 4096)
+        if not isinstance(msg, dict) or msg.get("op") != "ready":
+            raise wire.WireError("the kernel server did not say it was ready")
+        self.idle = msg.get("clean") is True
+        self.persistent = self.persistent or msg.get("persistent") is True
+
+    def usable(self, python, env):
+        """Whether this server may fork the next kernel (after the last one's sweep)."""
+        if self.closed or self.pid != os.getpid() or self.proc.poll() is not None or self.key != self.wanted(python, env):
+            return False
+        if not self.idle and self.persistent:
+            try:
+                self._ready(time.monotonic() + 10)  # the sweep after the last kernel
+            except (OSError, TimeoutError, wire.WireError):
+                return False
+        return self.idle
+
+    def fork(self, cwd, env, argv):
+        """A new kernel, `python -m ipykernel_launcher *argv` (a ForkedKernel, as jupyter_client
+        holds a Popen), or None if the server cannot take it."""
+        try:
+            wire.send(self.to_child, {"op": "kernel", "cwd": cwd, "env": env, "argv": list(argv),
+                                      "limits": {k: v for k, v in KERNEL_LIMITS.items()}}, time.monotonic() + 5)
+        except (OSError, TimeoutError):
+            return None
+        self.idle = False
+        return ForkedKernel(self)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for fd in (self.to_child, self.from_child):
+            os.close(fd)
+        if self.pid == os.getpid():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the server and every kernel in its sandbox
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.stderr.close()
+
+
+class ForkedKernel:
+    """A kernel the kernel server forked, as jupyter_client's provisioner uses a Popen: poll,
+    wait, send_signal, kill, terminate. It ends when the server says so; a server that does
+    not answer, or a kill it does not carry out within seconds, is killed with its sandbox
+    (and so the kernel)."""
+    stdin = stdout = stderr = pid = None
+
+    def __init__(self, server):
+        self.server, self.returncode = server, None
+
+    def poll(self):
+        if self.returncode is None:
+            fd = self.server.from_child
+            try:
+                if not select.select([fd], [], [], 0)[0]:
+                    return None
+                msg = wire.receive(fd, time.monotonic() + 5, 4096)
+            except (OSError, ValueError, TimeoutError, wire.WireError):
+                msg = None
+            status = msg.get("status") if isinstance(msg, dict) and msg.get("op") == "exited" else None
+            if isinstance(status, int) and 0 <= status < 2**16:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            else:  # the server ended, or killed the kernel itself: it goes, with its sandbox
+                self.returncode = -signal.SIGKILL
+                self.server.close()
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("kernel", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.poll() is not None:
+            return
+        try:
+            wire.send(self.server.to_child, {"op": "signal", "signal": int(sig)}, time.monotonic() + 2)
+        except (OSError, TimeoutError):
+            self.server.close()
+        if sig == signal.SIGKILL:
+            try:
+                self.wait(3)
+            except subprocess.TimeoutExpired:  # a server stopped by its kernel: the sandbox goes
+                self.server.close()
+                self.returncode = -signal.SIGKILL
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+
+class KernelServers:
+    """This process's kernel server and the one kernel it may run at a time: a kernel manager
+    reserves it before its connection file is written (its sockets go in `folder`), forks
+    from it, and releases it when the kernel is gone. A kernel that finds it reserved, or a
+    server that cannot start, is started as before (a bubblewrap sandbox of its own). Servers
+    start in one long-lived thread of their own: bubblewrap's --die-with-parent follows the
+    thread that started it."""
+
+    def __init__(self):
+        self.lock, self.owner, self.folder, self.server, self.pending = threading.Lock(), None, None, None, None
+        self.keeper = None
+
+    @staticmethod
+    def wanted():
+        return bool(shutil.which("bwrap")) and os.environ.get("BACKPROP_NINJA_KERNEL_SERVER") != "0"
+
+    def _folder(self):
+        if self.folder is None or not os.path.isdir(self.folder):
+            self.folder = tempfile.mkdtemp(prefix="ninja-kernels-")
+            os.chmod(self.folder, 0o755)
+        return self.folder
+
+    def reserve(self, owner):
+        """The folder for owner's kernel, or None if the kernel server is taken (or not wanted)."""
+        from .child import remove
+        if not self.wanted():
+            return None
+        with self.lock:
+            if self.owner is not None and self.owner() is not None:
+                return None
+            folder = self._folder()
+            for entry in os.listdir(folder):  # what an earlier kernel left (its manager removes its own)
+                remove(os.path.join(folder, entry))
+            if os.listdir(folder):
+                return None
+            self.owner = weakref.ref(owner)
+            return folder
+
+    def release(self, owner):
+        with self.lock:
+            if self.owner is not None and self.owner() in (owner, None):
+                self.owner = None
+
+    def prewarm(self, environ=None):
+        """Start a server now, for the kernels this process will start (sys.executable's, with
+        the environment `environ` or os.environ), while the grader does other things."""
+        if self.wanted() and self.pending is None and self.server is None:
+            self._start(_python(sys.executable), kernel_env(environ or os.environ))
+
+    def _start(self, python, env):
+        if self.keeper is None or self.keeper._pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+            self.keeper = ThreadPoolExecutor(1, thread_name_prefix="ninja-kernel-server")
+            self.keeper._pid = os.getpid()
+        self.pending = (KernelServer.wanted(python, env), self.keeper.submit(KernelServer, python, env, self._folder()))
+
+    def get(self, python, env):
+        """The running server, if it can take a kernel with this interpreter and environment,
+        else a new one; None if none can start."""
+        if self.server is not None and self.server.usable(python, env):
+            return self.server
+        self.stop()
+        if self.pending is None or self.pending[0] != KernelServer.wanted(python, env) or self.keeper._pid != os.getpid():
+            self._start(python, env)
+        (_, future), self.pending = self.pending, None
+        try:
+            self.server = future.result()
+        except (OSError, TimeoutError, wire.WireError, subprocess.SubprocessError):
+            self.server = None
+        return self.server
+
+    def stop(self):
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.close()
+
+
+def kernel_env(environ):
+    """A sandboxed kernel's environment from the grader's (without its folder's HOME and
+    MPLCONFIGDIR): KERNEL_ENV's variables, the package, the data."""
+    return {**{k: environ[k] for k in KERNEL_ENV if k in environ}, "PYTHONNOUSERSITE": "1",
+            "PYTHONPATH": str(PACKAGE.parent),  # the package the grader loaded
+            data.ENV_VAR: str(data.ensure_names())}  # the per-user copy, which the sandbox can read
+
+
+kernel_servers = KernelServers()
+atexit.register(kernel_servers.stop)
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A Jupyter kernel manager whose kernels run under bubblewrap, as a user of their own, with
     limits and a clean environment, in a private copy of the notebook's folder (nothing the
@@ -366,12 +594,65 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def __init__(self, **kw):
         super().__init__(**kw)
+        self._server_folder = None
         if shutil.which("bwrap"):
             self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-")
             self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
 
+    async def _async_pre_start_kernel(self, **kw):
+        # the kernel server, if this kernel may have it: its sockets and connection file then go
+        # in the server's folder, the one folder of this process its sandbox sees
+        if hasattr(self, "_sockets") and self._server_folder is None:
+            self._server_folder = kernel_servers.reserve(self)
+            if self._server_folder:
+                shutil.rmtree(self._sockets, ignore_errors=True)
+                self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-", dir=self._server_folder)
+                self.ip = os.path.join(self._sockets, "kernel")
+                self.connection_file = os.path.join(self._sockets, "kernel.json")
+        try:
+            return await super()._async_pre_start_kernel(**kw)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self):
+        if self._server_folder:
+            kernel_servers.release(self)
+
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        names = data.ensure_names()  # the per-user copy, which the sandbox can read
+        try:
+            env = kernel_env(kw.pop("env", None) or os.environ)
+            if self._server_folder and kernel_cmd[1:5] == ["-m", "ipykernel_launcher", "-f", self.connection_file]:
+                if self._launch_forked(_python(kernel_cmd[0]), env, kw.get("cwd") or os.getcwd(), kernel_cmd[3:]):
+                    return
+            await self._launch_own(kernel_cmd, env, **kw)
+        except BaseException:
+            self._release()
+            raise
+
+    def _own_env(self, env):
+        return {**env, "HOME": self._work, "MPLCONFIGDIR": os.path.join(self._work, ".mpl")}
+
+    def _launch_forked(self, python, env, folder, argv):
+        """Fork the kernel from this process's kernel server; False if it cannot take it."""
+        server = kernel_servers.get(python, env)
+        if server is None:
+            return False
+        self._work = private_copy(folder, server.uid, inside=self._server_folder)
+        for path in [self._sockets, self.connection_file]:
+            _chown(path, server.uid)
+        process = server.fork(self._work, self._own_env(env), argv)
+        if process is None:
+            kernel_servers.stop()
+            shutil.rmtree(self._work, ignore_errors=True)
+            return False
+        self.provisioner.process, self.provisioner.pid, self.provisioner.pgid = process, None, None
+        self.provisioner.cwd = self._work
+        self._reconcile_connection_info(self.provisioner.connection_info)
+        return True
+
+    async def _launch_own(self, kernel_cmd, env, **kw):
+        """The kernel in a sandbox of its own, as a user of its own."""
         uid = sandbox_uid()
         self._work = private_copy(kw.get("cwd") or os.getcwd(), uid)
         for path in [getattr(self, "_sockets", None), self.connection_file]:
@@ -381,11 +662,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                               readable=[self.connection_file], uid=uid)
         if not prefix:
             warnings.warn("bubblewrap (bwrap) not found: the learner's kernel runs WITHOUT a sandbox")
-        env = kw.get("env") or os.environ
-        kw["env"] = {**{k: env[k] for k in KERNEL_ENV if k in env}, "HOME": self._work,
-                     "MPLCONFIGDIR": os.path.join(self._work, ".mpl"), "PYTHONNOUSERSITE": "1",
-                     "PYTHONPATH": str(PACKAGE.parent),  # the package the grader loaded
-                     data.ENV_VAR: str(names)}
+        kw["env"] = self._own_env(env)
         kw["cwd"] = self._work
         # what the kernel process writes to its own stdout and stderr (a cell's os.write(2, ...),
         # a crash's dump) never reaches the grader's terminal or log: its outputs come over
@@ -400,12 +677,14 @@ class SandboxedKernelManager(AsyncKernelManager):
             for path in [getattr(self, "_sockets", None), getattr(self, "_work", None)]:
                 if path:
                     shutil.rmtree(path, ignore_errors=True)
+            self._release()
 
 
-def private_copy(folder, uid):
-    """A temporary copy of a submission's folder for its kernel: regular files only (no links,
-    no devices), at most KERNEL_COPY's number and bytes, owned by the sandbox's user."""
-    work = tempfile.mkdtemp(prefix="ninja-kernel-work-")
+def private_copy(folder, uid, inside=None):
+    """A temporary copy of a submission's folder for its kernel (in the folder `inside`, or the
+    machine's temporary folder): regular files only (no links, no devices), at most
+    KERNEL_COPY's number and bytes, owned by the sandbox's user."""
+    work = tempfile.mkdtemp(prefix="ninja-kernel-work-", dir=inside)
     count = size = 0
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         rel = os.path.relpath(dirpath, folder)

@@ -82,7 +82,9 @@ class CourseExecute(SandboxedExecute):
     start_new_kernel = run_sync(async_start_new_kernel)  # what nbconvert's preprocess calls
 
     def preprocess(self, nb, resources=None, km=None):
+        from .sandbox import kernel_servers
         from .trusted import TrustedScores
+        kernel_servers.prewarm()  # the kernels are forked from it (sandbox.KernelServer)
         TrustedScores(parent=self.parent).read_ahead(resources or {})  # the replay runs beside the kernel
         return super().preprocess(nb, resources, km)
 

@@ -1,0 +1,149 @@
+"""The sandboxed kernel server: `python -m autograder.grader.kernels IN OUT [--sandboxed]`.
+
+Every notebook nbgrader runs starts a Jupyter kernel, and every kernel imports ipykernel,
+torch and matplotlib: about 2.5 s of CPU each, four times per learner, more than the
+learner's own cells take. This server imports them once, under bubblewrap, as the sandbox's
+user of its own (sandbox.KernelServer starts it), and forks one kernel at a time from that
+pristine image: the kernel process becomes `python -m ipykernel_launcher -f CONNECTION` in
+the folder, with the environment and the limits the grader sends, and never returns.
+
+It holds nothing of any learner: it never runs a cell and never reads a connection file (the
+key is in the file; only its path comes here). After each kernel it kills every process left
+in its sandbox, empties /tmp, /dev/shm and its own folder (child.sweep) and says whether both
+held; if not, it exits and the grader starts a fresh one. Before the first fork it makes
+itself non-dumpable (child.seal), so no kernel, though the same user, may ptrace it or open
+its /proc/<pid>/mem or fd/. A kernel may still kill or stop it: that ends its own kernel only
+(the grader's deadlines then replace the server). Outside bubblewrap's PID namespace it
+sweeps nothing and serves one kernel only.
+
+What differs from a kernel started afresh: matplotlib read its configuration and built its
+font list in the server (a matplotlibrc in the learner's folder is not read), and Python's
+string hashes are the server's (the `random` and numpy seeds are drawn again in each
+kernel). The messages are wire.py's.
+"""
+import gc
+import os
+import resource
+import select
+import signal
+import sys
+
+LIMITS = {"cpu_seconds": resource.RLIMIT_CPU, "memory_bytes": resource.RLIMIT_AS,
+          "file_bytes": resource.RLIMIT_FSIZE, "processes": resource.RLIMIT_NPROC,
+          "open_files": resource.RLIMIT_NOFILE}
+SIGNALS = {int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGKILL)}  # what the grader may send a kernel
+
+
+def preload():
+    """What every kernel of the course imports, imported once: ipykernel (and IPython, zmq,
+    tornado), torch, numpy and matplotlib up to, not including, pyplot and its backend (the
+    inline backend hooks into the kernel's shell when pyplot first loads it, in the kernel)."""
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as ipykernel sets it
+    import ipykernel.ipkernel  # noqa: F401
+    import ipykernel.kernelapp  # noqa: F401
+    import ipykernel.zmqshell  # noqa: F401
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.font_manager  # noqa: F401  (its font list, built once)
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+    import torch.nn.functional  # noqa: F401
+
+
+def serve(fd_in, fd_out, sandboxed=False):
+    """Fork a kernel for each {"op": "kernel", ...} (become()), relay the grader's signals to it,
+    report {"op": "exited", "status"} when it ends, sweep, and say {"op": "ready", "clean"}."""
+    from .child import in_own_sandbox, seal, sweep
+    from .wire import receive, send
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]  # as ipykernel_launcher does; the kernel puts its folder back
+    preload()
+    sandboxed = sandboxed and in_own_sandbox()
+    seal()
+    gc.freeze()  # the imports stay put: no collection in a kernel copies the whole heap
+    send(fd_out, {"op": "ready", "clean": True, "persistent": sandboxed})
+    while True:
+        msg = receive(fd_in, limit=1 << 16)
+        if not isinstance(msg, dict) or msg.get("op") != "kernel":
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                os.close(fd_in)
+                os.close(fd_out)
+                code = become(msg)
+            finally:
+                os._exit(code)  # never back into the server's loop
+        status = watch(pid, fd_in, receive)
+        send(fd_out, {"op": "exited", "status": status})
+        clean = sweep() if sandboxed else False
+        send(fd_out, {"op": "ready", "clean": clean, "persistent": sandboxed})
+        if not clean or status is None:
+            return
+
+
+def watch(pid, fd_in, receive):
+    """Wait for the kernel `pid` to end, passing on the grader's {"op": "signal", "signal"}s to
+    its process group; its wait status, or None (it was killed) if the grader closed the pipe
+    or sent anything else."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            ready, _, _ = select.select([fd_in, pidfd], [], [])
+            if pidfd in ready:
+                return os.waitpid(pid, 0)[1]
+            msg = receive(fd_in, limit=4096)
+            sig = msg.get("signal") if isinstance(msg, dict) and msg.get("op") == "signal" else None
+            if sig not in SIGNALS:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+    finally:
+        os.close(pidfd)
+
+
+def become(msg):
+    """In the forked process: become `python -m ipykernel_launcher *msg["argv"]` (-f, the
+    connection file, ...) in msg["cwd"], with msg["env"] and msg["limits"]; the exit code when
+    the kernel ends."""
+    os.setsid()  # a session and process group of its own, as jupyter_client starts a kernel
+    for name, value in msg["limits"].items():
+        resource.setrlimit(LIMITS[name], (value, value + 5) if name == "cpu_seconds" else (value, value))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    os.chdir(msg["cwd"])
+    os.environ.clear()
+    os.environ.update(msg["env"], PWD=msg["cwd"])  # PWD: as bubblewrap's --chdir sets it
+    import random
+
+    import numpy
+    random.seed()
+    numpy.random.seed()
+    import ipykernel_launcher
+    from ipykernel import kernelapp
+    sys.argv = [ipykernel_launcher.__file__, *msg["argv"]]
+    try:
+        kernelapp.launch_new_instance(argv=sys.argv[1:])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    import atexit
+    atexit._run_exitfuncs()  # as the interpreter would at exit (IPython's history, ...)
+    return code
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    sandboxed = args[-1:] == ["--sandboxed"]
+    args = args[:-1] if sandboxed else args
+    if len(args) != 2 or not all(a.isdigit() for a in args):
+        sys.exit("usage: python -m autograder.grader.kernels FD_IN FD_OUT [--sandboxed] (started by the "
+                 "grader, see autograder/grader/sandbox.py)")
+    serve(int(args[0]), int(args[1]), sandboxed)

@@ -1,0 +1,150 @@
+"""The learners' kernels are forked from one sandboxed kernel server per grading process
+(sandbox.KernelServer, kernels.py): do they run as a kernel started afresh does, and does
+nothing one kernel does (its code is the learner's, unrestricted) reach the server or the
+next kernel? Each test runs cells in real kernels, as nbgrader's Execute does."""
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from nbformat.v4 import new_code_cell, new_notebook
+
+from autograder.grader import sandbox
+
+pytestmark = pytest.mark.skipif(not sandbox.shutil.which("bwrap"), reason="the kernel server runs under bubblewrap")
+
+
+def run(cells, folder, timeout=60):
+    """(what each cell printed, whether the kernel was forked from the server), for cells run
+    in one kernel in `folder` (nbclient, as nbgrader runs a notebook)."""
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, timeout=timeout, kernel_manager_class=sandbox.SandboxedKernelManager,
+                            resources={"metadata": {"path": str(folder)}}, allow_errors=True)
+    with client.setup_kernel():
+        forked = isinstance(client.km.provisioner.process, sandbox.ForkedKernel)
+        for i, cell in enumerate(nb.cells):
+            client.execute_cell(cell, i)
+    printed = ["".join(o.get("text", "") or o.get("evalue", "") for o in c.outputs).strip() for c in nb.cells]
+    return printed, forked, nb
+
+
+def server_pid():
+    server = sandbox.kernel_servers.server
+    return server.proc.pid if server is not None and server.proc.poll() is None else None
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    sandbox.kernel_servers.stop()
+    yield tmp_path
+    sandbox.kernel_servers.stop()
+
+
+PROBE = ["import os, sys, torch, matplotlib.pyplot as plt",
+         "print(sorted(f for f in os.listdir('.') if f[0] != '.'), os.environ['HOME'] == os.getcwd(), sys.argv[1] == '-f', os.getuid() != 0)",
+         "print(torch.ones(3).sum().item(), torch.get_num_threads(), sorted(k for k in os.environ if not k.startswith('JPY')))",
+         "plt.plot([1, 2, 3]); plt.show()"]
+
+
+def test_kernels_are_forked_from_one_server_and_run_as_a_fresh_kernel_does(folder, monkeypatch):
+    printed, forked, nb = run(PROBE, folder)
+    assert forked
+    first = server_pid()
+    assert first is not None
+    for _ in range(2):
+        again, forked, _ = run(PROBE, folder)
+        assert forked and again == printed
+    assert server_pid() == first, "the server was started again"
+    assert "image/png" in nb.cells[3].outputs[0]["data"], "matplotlib's inline backend draws in the notebook"
+    monkeypatch.setenv("BACKPROP_NINJA_KERNEL_SERVER", "0")
+    fresh, forked, _ = run(PROBE, folder)
+    assert not forked
+    assert fresh == printed, "a forked kernel sees what a kernel started afresh sees"
+
+
+def test_nothing_a_kernel_leaves_reaches_the_next(folder):
+    marker = "4242.5"
+    left, forked, _ = run([
+        "import os, subprocess\n"
+        "for p in ['/tmp/left', os.path.expanduser('~/left')]:\n"
+        "    open(p, 'w').write('x')\n"
+        "os.makedirs('/tmp/d/e'); os.chmod('/tmp/d', 0)\n"
+        f"subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        f"subprocess.Popen(['sh', '-c', '(setsid sleep {marker} &)'])\n"
+        "print('left')"], folder)
+    assert forked and left == ["left"]
+    server = server_pid()
+    seen, forked, _ = run([
+        "import os\n"
+        "mine = {os.getpid(), os.getppid(), 1}\n"
+        "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in mine]\n"
+        "print((sorted(os.listdir('/tmp')), os.listdir('/dev/shm'), sorted(os.listdir('.')), others))"], folder)
+    assert forked and server_pid() == server, "the same server: it swept, it did not give up"
+    tmp, shm, cwd, others = eval(seen[0])
+    assert not [t for t in tmp if not t.startswith("ninja-kernels-")], "a file in /tmp outlived its kernel"
+    assert shm == [] and cwd == [".ipython", "notes.txt"], "files outlived their kernel"
+    assert others == [], "a process outlived its kernel"
+    time.sleep(0.2)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
+                and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_kernel_cannot_read_the_servers_memory_or_pipes(folder):
+    printed, forked, _ = run([
+        "import os\n"
+        "server = os.getppid()\n"
+        "def tried(f):\n"
+        "    try:\n"
+        "        f(); return 'read'\n"
+        "    except OSError as e:\n"
+        "        return type(e).__name__\n"
+        "print([tried(lambda: open(f'/proc/{server}/{n}', 'rb').read(64)) for n in ('mem', 'environ', 'maps')],"
+        " tried(lambda: os.listdir(f'/proc/{server}/fd')), server != 1)"], folder)
+    assert forked
+    assert printed == ["['PermissionError', 'PermissionError', 'PermissionError'] PermissionError True"]
+
+
+@pytest.mark.parametrize("sig", ["SIGSTOP", "SIGKILL"])
+def test_a_kernel_that_stops_or_kills_its_server_costs_only_its_own_notebook(folder, sig):
+    first = run(["print(1)"], folder)[1] and server_pid()
+    start = time.monotonic()
+    try:
+        printed, forked, _ = run(["import os, signal", f"os.kill(os.getppid(), signal.{sig}); print('done')"],
+                                 folder, timeout=20)
+    except DeadKernelError:  # the server's sandbox took the kernel with it
+        printed, forked = None, True
+    assert forked
+    assert time.monotonic() - start < 40, "the grader waited on a stopped server"
+    again, forked, _ = run(["print(1 + 1)"], folder)
+    assert again == ["2"] and forked
+    assert server_pid() not in (None, first), "a new server took the next kernel"
+
+
+def test_a_second_kernel_at_the_same_time_gets_a_sandbox_of_its_own(folder):
+    nb = new_notebook(cells=[new_code_cell("print('outer')")])
+    outer = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,
+                           resources={"metadata": {"path": str(folder)}})
+    with outer.setup_kernel():
+        assert isinstance(outer.km.provisioner.process, sandbox.ForkedKernel)
+        inner, forked, _ = run(["print('inner')"], folder)
+        assert inner == ["inner"] and not forked
+        outer.execute_cell(nb.cells[0], 0)
+    assert nb.cells[0].outputs[0]["text"] == "outer\n"
+    assert run(["print('next')"], folder)[1], "the server is free again"
+
+
+def test_a_server_for_another_environment_or_interpreter_is_started_anew(folder, monkeypatch):
+    assert run(["print(1)"], folder)[1]
+    first = server_pid()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # read when torch loads: the server's must match
+    printed, forked, _ = run(["import torch; print(torch.get_num_threads())"], folder)
+    assert forked and printed == ["2"] and server_pid() != first
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # read by cells only: the same server
+    second = server_pid()
+    printed, forked, _ = run(["import os; print(os.environ.get('NBGRADER_EXECUTION'))"], folder)
+    assert forked and printed == ["autograde"] and server_pid() == second
