@@ -53,7 +53,7 @@ def make_class(root, n):
 class PeakMemory:
     """Samples /proc while grading runs: the peak resident memory (VmHWM) of every process
     below this one, by kind. Sandboxed processes are invisible to getrusage, not to /proc."""
-    KINDS = [("kernel", "ipykernel"), ("replay", "autograder.grader.child"), ("worker", "multiprocessing"),
+    KINDS = [("kernel", "ipykernel"), ("kernel", "autograder.grader.kernels"), ("replay", "autograder.grader.child"), ("worker", "multiprocessing"),
              ("nbgrader", "nbgrader")]
 
     def __init__(self):

@@ -74,3 +74,14 @@ def judged_in_batches(answers, size=6):
         errors = sandbox.run_many(jobs, collectors)
         out.update({name: score.score(answers[name][0], collectors[name], errors[name]) for name in jobs})
     return out
+
+
+def is_kernel(process):
+    """Whether a psutil.Process is a learner's kernel: started as `python -m ipykernel_launcher`,
+    or forked from the kernel server (its command line is the server's, its name ipykernel)."""
+    import psutil
+    try:
+        cmd = " ".join(process.cmdline())
+        return "ipykernel_launcher" in cmd or ("autograder.grader.kernels" in cmd and process.name() == "ipykernel")
+    except psutil.Error:
+        return False

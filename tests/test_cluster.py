@@ -16,7 +16,7 @@ import pytest
 from autograder.grader import course, examples, grade
 from autograder.grader.grade import kill_tree
 from autograder.grader.course import ASSIGNMENT
-from conftest import free_port
+from conftest import free_port, is_kernel
 
 pytest.importorskip("distributed")
 
@@ -200,13 +200,7 @@ def test_a_full_run_on_the_cluster_with_a_worker_killed_is_plain_nbgrader_autogr
 
 def running_kernel(worker):
     """Whether a learner's kernel runs below the worker (its fork server outlives learners: not that)."""
-    for p in worker.children(recursive=True):
-        try:
-            if "ipykernel" in " ".join(p.cmdline()):
-                return True
-        except psutil.NoSuchProcess:
-            pass
-    return False
+    return any(is_kernel(p) for p in worker.children(recursive=True))
 
 
 def test_the_scheduler_gone_stops_the_run_with_a_clear_message(cluster, klass, tmp_path):

@@ -21,6 +21,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from autograder.grader import course, examples, grade, report
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
+from conftest import is_kernel
 
 EX1, EX2, EX3 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3"))
 
@@ -250,13 +251,6 @@ def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
 
 # --- Ctrl-C ---------------------------------------------------------------------------------
 
-def cmdline(p):
-    try:
-        return " ".join(p.cmdline())
-    except psutil.Error:
-        return ""
-
-
 SLOW = 'import os, time\nif os.path.exists("slow.flag"):  # copied beside the notebook while grading\n    time.sleep(600)\n'
 
 
@@ -286,7 +280,7 @@ def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timed out"
         time.sleep(0.5)
         kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                   if cmdline(p).split(" ")[0] == sys.executable and "ipykernel_launcher" in cmdline(p)]
+                   if is_kernel(p)]
     time.sleep(2)  # both slow learners' kernels are asleep in their answer cell
     tree = psutil.Process(proc.pid).children(recursive=True)
     start = time.time()

@@ -21,6 +21,7 @@ font list in the server (a matplotlibrc in the learner's folder is not read), an
 string hashes are the server's (the `random` and numpy seeds are drawn again in each
 kernel). The messages are wire.py's.
 """
+import ctypes
 import gc
 import os
 import resource
@@ -112,6 +113,7 @@ def become(msg):
     connection file, ...) in msg["cwd"], with msg["env"] and msg["limits"]; the exit code when
     the kernel ends."""
     os.setsid()  # a session and process group of its own, as jupyter_client starts a kernel
+    ctypes.CDLL(None).prctl(15, b"ipykernel", 0, 0, 0)  # PR_SET_NAME: what ps and top call it
     for name, value in msg["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value + 5) if name == "cpu_seconds" else (value, value))
     null = os.open(os.devnull, os.O_RDWR)

@@ -507,6 +507,7 @@ class KernelServers:
 
     def __init__(self):
         self.lock, self.owner, self.folder, self.server, self.pending = threading.Lock(), None, None, None, None
+        self.starting = threading.Lock()  # one server is started at a time, by prewarm or get
         self.keeper = None
 
     @staticmethod
@@ -543,8 +544,12 @@ class KernelServers:
     def prewarm(self, environ=None):
         """Start a server now, for the kernels this process will start (sys.executable's, with
         the environment `environ` or os.environ), while the grader does other things."""
-        if self.wanted() and self.pending is None and self.server is None:
-            self._start(_python(sys.executable), kernel_env(environ or os.environ))
+        if self.wanted() and self.starting.acquire(blocking=False):
+            try:
+                if self.pending is None and self.server is None:
+                    self._start(_python(sys.executable), kernel_env(environ or os.environ))
+            finally:
+                self.starting.release()
 
     def _start(self, python, env):
         if self.keeper is None or self.keeper._pid != os.getpid():
@@ -556,17 +561,26 @@ class KernelServers:
     def get(self, python, env):
         """The running server, if it can take a kernel with this interpreter and environment,
         else a new one; None if none can start."""
-        if self.server is not None and self.server.usable(python, env):
+        with self.starting:
+            if self.server is not None and self.server.usable(python, env):
+                return self.server
+            self.stop()
+            if self.pending is not None and (self.pending[0] != KernelServer.wanted(python, env)
+                                             or self.keeper._pid != os.getpid()):
+                self._discard()
+            if self.pending is None:
+                self._start(python, env)
+            (_, future), self.pending = self.pending, None
+            try:
+                self.server = future.result()
+            except (OSError, TimeoutError, wire.WireError, subprocess.SubprocessError):
+                self.server = None
             return self.server
-        self.stop()
-        if self.pending is None or self.pending[0] != KernelServer.wanted(python, env) or self.keeper._pid != os.getpid():
-            self._start(python, env)
+
+    def _discard(self):
+        """Close a server started ahead for another interpreter or environment."""
         (_, future), self.pending = self.pending, None
-        try:
-            self.server = future.result()
-        except (OSError, TimeoutError, wire.WireError, subprocess.SubprocessError):
-            self.server = None
-        return self.server
+        future.add_done_callback(lambda f: f.exception() is None and f.result().close())
 
     def stop(self):
         if self.server is not None:
@@ -587,10 +601,12 @@ atexit.register(kernel_servers.stop)
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """A Jupyter kernel manager whose kernels run under bubblewrap, as a user of their own, with
-    limits and a clean environment, in a private copy of the notebook's folder (nothing the
-    kernel writes or links lands in the folder nbgrader then writes to), talking to nbgrader
-    over Unix sockets (no network)."""
+    """A Jupyter kernel manager whose kernels run under bubblewrap, with limits and a clean
+    environment, in a private copy of the notebook's folder (nothing the kernel writes or links
+    lands in the folder nbgrader then writes to), talking to nbgrader over Unix sockets (no
+    network). A kernel is forked from this process's kernel server (KernelServer) when it is
+    free; otherwise, or if the server cannot take it, it starts in a sandbox of its own, as a
+    user of its own. BACKPROP_NINJA_KERNEL_SERVER=0 starts every kernel so."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
