@@ -300,11 +300,16 @@ def relay(exercise, job, fd_in, fd_out):
         send(fd_out, {"op": "failed", "exercise": exercise, "why": f"the process running your code {why}"})
 
 
-if __name__ == "__main__":
+def main(serve, module):
+    """`python -m module FD_IN FD_OUT [--sandboxed]`: a server's command line (sandbox.py's)."""
     args = sys.argv[1:]
     sandboxed = args[-1:] == ["--sandboxed"]
     args = args[:-1] if sandboxed else args
     if len(args) != 2 or not all(a.isdigit() for a in args):
-        sys.exit("usage: python -m autograder.grader.child FD_IN FD_OUT [--sandboxed] (started by the grader, "
+        sys.exit(f"usage: python -m {module} FD_IN FD_OUT [--sandboxed] (started by the grader, "
                  "see autograder/grader/sandbox.py)")
     serve(int(args[0]), int(args[1]), sandboxed)
+
+
+if __name__ == "__main__":
+    main(serve, "autograder.grader.child")

@@ -29,6 +29,9 @@ import select
 import signal
 import sys
 
+from .child import in_own_sandbox, main, seal, sweep
+from .wire import receive, send
+
 LIMITS = {"cpu_seconds": resource.RLIMIT_CPU, "memory_bytes": resource.RLIMIT_AS,
           "file_bytes": resource.RLIMIT_FSIZE, "processes": resource.RLIMIT_NPROC,
           "open_files": resource.RLIMIT_NOFILE}
@@ -54,8 +57,6 @@ def preload():
 def serve(fd_in, fd_out, sandboxed=False):
     """Fork a kernel for each {"op": "kernel", ...} (become()), relay the grader's signals to it,
     report {"op": "exited", "status"} when it ends, sweep, and say {"op": "ready", "clean"}."""
-    from .child import in_own_sandbox, seal, sweep
-    from .wire import receive, send
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # as ipykernel_launcher does; the kernel puts its folder back
     preload()
@@ -76,7 +77,7 @@ def serve(fd_in, fd_out, sandboxed=False):
                 code = become(msg)
             finally:
                 os._exit(code)  # never back into the server's loop
-        status = watch(pid, fd_in, receive)
+        status = watch(pid, fd_in)
         send(fd_out, {"op": "exited", "status": status})
         clean = sweep() if sandboxed else False
         send(fd_out, {"op": "ready", "clean": clean, "persistent": sandboxed})
@@ -84,7 +85,7 @@ def serve(fd_in, fd_out, sandboxed=False):
             return
 
 
-def watch(pid, fd_in, receive):
+def watch(pid, fd_in):
     """Wait for the kernel `pid` to end, passing on the grader's {"op": "signal", "signal"}s to
     its process group; its wait status, or None (it was killed) if the grader closed the pipe
     or sent anything else."""
@@ -142,10 +143,4 @@ def become(msg):
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    sandboxed = args[-1:] == ["--sandboxed"]
-    args = args[:-1] if sandboxed else args
-    if len(args) != 2 or not all(a.isdigit() for a in args):
-        sys.exit("usage: python -m autograder.grader.kernels FD_IN FD_OUT [--sandboxed] (started by the "
-                 "grader, see autograder/grader/sandbox.py)")
-    serve(int(args[0]), int(args[1]), sandboxed)
+    main(serve, "autograder.grader.kernels")

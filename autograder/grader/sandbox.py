@@ -167,7 +167,44 @@ class _NotStarted(Exception):
     server that died between learners), never the learner's; started again once."""
 
 
-class Server:
+class _Spawned:
+    """A sandboxed server process (child.py's, kernels.py's) this process talks to over a pipe
+    pair (wire.py), its stderr in a file nowhere on disk (nothing is left if this process dies).
+    Closed once: killed with everything in its sandbox, its pipes closed."""
+    scratch = None  # a folder of its own on the machine, removed with it
+
+    def _spawn(self, module, prefix, python, env, cwd, limits, python_args=()):
+        child_in, self.to_child = os.pipe()    # the grader writes, the child reads
+        self.from_child, child_out = os.pipe()  # the child writes, the grader reads
+        self.stderr = tempfile.TemporaryFile()
+        fcntl.fcntl(self.stderr.fileno(), fcntl.F_SETFL, fcntl.fcntl(self.stderr.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+        cmd = prefix + [_python(python), *python_args, "-m", module, str(child_in), str(child_out)]
+        cmd += ["--sandboxed"] if prefix else []
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr, preexec_fn=_limiter(limits), pass_fds=(child_in, child_out))
+        os.close(child_in)
+        os.close(child_out)
+        os.set_blocking(self.to_child, False)
+        self.pid, self.closed = os.getpid(), False
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for fd in (self.to_child, self.from_child):
+            os.close(fd)
+        if self.pid == os.getpid():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the server and everything in its sandbox
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.stderr.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class Server(_Spawned):
     """One sandboxed fork server (child.py) for the learners a grading process replays: Python
     and torch start once, not once per learner. Each learner's jobs go to a learner process it
     forks; after each learner the server kills what is left in its sandbox and empties the
@@ -193,21 +230,10 @@ class Server:
                           "(still in a separate, resource-limited process). Install it: apt-get install bubblewrap")
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch or "/tmp"), "OMP_NUM_THREADS": "1",
                "PYTHONPATH": str(PACKAGE.parent), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        child_in, self.to_child = os.pipe()    # the grader writes, the child reads
-        self.from_child, child_out = os.pipe()  # the child writes, the grader reads
-        self.stderr = tempfile.TemporaryFile()  # nowhere on disk: nothing is left if this process dies
-        fcntl.fcntl(self.stderr.fileno(), fcntl.F_SETFL, fcntl.fcntl(self.stderr.fileno(), fcntl.F_GETFL) | os.O_APPEND)
-        cmd = prefix + [_python(sys.executable), "-s", "-m", "autograder.grader.child", str(child_in), str(child_out)]
-        cmd += ["--sandboxed"] if prefix else []
         # the server's own CPU is its start and its sweeps; each exercise's child has its own limit
         server_limits = {**LIMITS, "cpu_seconds": LIMITS["cpu_seconds"] * 4}
-        self.proc = subprocess.Popen(cmd, env=env, cwd=self.scratch or "/", stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.stderr,
-                                     preexec_fn=_limiter(server_limits), pass_fds=(child_in, child_out))
-        os.close(child_in)
-        os.close(child_out)
-        os.set_blocking(self.to_child, False)
-        self.pid = os.getpid()
+        self._spawn("autograder.grader.child", prefix, sys.executable, env, self.scratch or "/", server_limits,
+                    python_args=["-s"])
         self.persistent = False
         try:
             self._ready(time.monotonic() + LIMITS["wall_seconds"])
@@ -294,23 +320,6 @@ class Server:
         how = wire.stopped_by(-code) if code < 0 else f"exited with code {code}"
         return f"the process running your code {how}" + (f": {tail[-1][:200]}" if tail else "")
 
-    def close(self):
-        for fd in (self.to_child, self.from_child):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        if self.pid == os.getpid():
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the server and anything it started
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.stderr.close()
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-
-
 _server = None
 _server_lock = threading.Lock()
 
@@ -361,7 +370,7 @@ def stop_server():
 atexit.register(stop_server)
 
 
-class KernelServer:
+class KernelServer(_Spawned):
     """One sandboxed kernel server (kernels.py): ipykernel, torch and matplotlib imported once
     for the kernels of one grading process, each forked from it in turn. It runs under
     bubblewrap as a user of its own, with KERNEL_LIMITS (each kernel sets them again), and sees
@@ -374,16 +383,9 @@ class KernelServer:
         env = dict(self.key[1])
         self.uid = sandbox_uid()
         prefix = bwrap_prefix(None, writable=[folder], uid=self.uid)
-        child_in, self.to_child = os.pipe()
-        self.from_child, child_out = os.pipe()
-        self.stderr = tempfile.TemporaryFile()
-        cmd = prefix + [_python(python), "-m", "autograder.grader.kernels", str(child_in), str(child_out), "--sandboxed"]
         own = {**env, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/.matplotlib"}  # the sandbox's, swept
-        self.proc = subprocess.Popen(cmd, env=own, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr, preexec_fn=_limiter(KERNEL_LIMITS), pass_fds=(child_in, child_out))
-        os.close(child_in)
-        os.close(child_out)
-        self.pid, self.idle, self.persistent, self.closed = os.getpid(), False, False, False
+        self._spawn("autograder.grader.kernels", prefix, python, own, "/", KERNEL_LIMITS)
+        self.idle, self.persistent = False, False
         try:
             self._ready(time.monotonic() + LIMITS["wall_seconds"])
         except BaseException:
@@ -420,26 +422,11 @@ class KernelServer:
         holds a Popen), or None if the server cannot take it."""
         try:
             wire.send(self.to_child, {"op": "kernel", "cwd": cwd, "env": env, "argv": list(argv),
-                                      "limits": {k: v for k, v in KERNEL_LIMITS.items()}}, time.monotonic() + 5)
+                                      "limits": dict(KERNEL_LIMITS)}, time.monotonic() + 5)
         except (OSError, TimeoutError):
             return None
         self.idle = False
         return ForkedKernel(self)
-
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        for fd in (self.to_child, self.from_child):
-            os.close(fd)
-        if self.pid == os.getpid():
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the server and every kernel in its sandbox
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.stderr.close()
-
 
 class ForkedKernel:
     """A kernel the kernel server forked, as jupyter_client's provisioner uses a Popen: poll,
@@ -452,6 +439,8 @@ class ForkedKernel:
         self.server, self.returncode = server, None
 
     def poll(self):
+        if self.returncode is None and self.server.closed:  # its pipe's number may be another file's now
+            self.returncode = -signal.SIGKILL
         if self.returncode is None:
             fd = self.server.from_child
             try:
@@ -488,7 +477,7 @@ class ForkedKernel:
                 self.wait(3)
             except subprocess.TimeoutExpired:  # a server stopped by its kernel: the sandbox goes
                 self.server.close()
-                self.returncode = -signal.SIGKILL
+                self.poll()
 
     def kill(self):
         self.send_signal(signal.SIGKILL)
@@ -646,6 +635,14 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._release()
             raise
 
+    def _prepare(self, folder, uid, inside=None):
+        """The kernel's private copy of `folder` (in `inside`), its sockets and connection
+        file, all the sandbox user's."""
+        self._work = private_copy(folder, uid, inside=inside)
+        for path in [getattr(self, "_sockets", None), self.connection_file]:
+            if path:
+                _chown(path, uid)
+
     def _own_env(self, env):
         return {**env, "HOME": self._work, "MPLCONFIGDIR": os.path.join(self._work, ".mpl")}
 
@@ -654,9 +651,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         server = kernel_servers.get(python, env)
         if server is None:
             return False
-        self._work = private_copy(folder, server.uid, inside=self._server_folder)
-        for path in [self._sockets, self.connection_file]:
-            _chown(path, server.uid)
+        self._prepare(folder, server.uid, inside=self._server_folder)
         process = server.fork(self._work, self._own_env(env), argv)
         if process is None:
             kernel_servers.stop()
@@ -670,10 +665,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _launch_own(self, kernel_cmd, env, **kw):
         """The kernel in a sandbox of its own, as a user of its own."""
         uid = sandbox_uid()
-        self._work = private_copy(kw.get("cwd") or os.getcwd(), uid)
-        for path in [getattr(self, "_sockets", None), self.connection_file]:
-            if path:
-                _chown(path, uid)
+        self._prepare(kw.get("cwd") or os.getcwd(), uid)
         prefix = bwrap_prefix(self._work, writable=[getattr(self, "_sockets", self._work)],
                               readable=[self.connection_file], uid=uid)
         if not prefix:
