@@ -238,6 +238,11 @@ def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     release = read(c / "release" / "hw4" / EX3)
     submit(c, "right", "hw4", {EX3: examples.solved(copy.deepcopy(release), nb)})
     submit(c, "blank", "hw4", {EX3: release})
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:  # read with sqlite3 as nbgrader's API reads it
+        cells = {x.name: x.max_score for n in gb.find_assignment("hw4").notebooks for x in n.grade_cells}
+    assert course.points(c, "hw4") == cells and cells["test_ex3_dhprebn"] == 6 and len(cells) == 36
+    assert course.gradebook_points(c / "gradebook.db", "hw5") == {}
     assert grade.main(["--course", str(c), "--assignment", "hw4", "--jobs", "2"]) == 0
     assert grade.main(["--course", str(c), "--assignment", "hw4", "--scores-only", "--csv", str(c / "s.csv")]) == 0
     gradebook = course.scores(c, "hw4")
@@ -302,3 +307,42 @@ def test_ctrl_c_stops_the_class_run_and_its_unfinished_learners_are_graded_again
     assert not re.search(r"Skipping existing assignment: \S*(b_slow|c_slow)", log.stderr)
     scores = course.scores(c)
     assert {s: scores[s][EX2[:-6]] for s in scores} == {"a_quick": (4, 4), "b_slow": (4, 4), "c_slow": (4, 4)}
+
+
+def test_the_class_command_leaves_no_process_and_no_file_behind_in_either_mode(tmp_path, generated_course):
+    """Does `python -m autograder.grade`, in full and in scores-only mode, exit 0 with everything
+    written, and leave no process of its own running and nothing in its temporary folder (the
+    sandboxes' and kernel servers' folders, the jobs' courses), though it ends without tearing
+    its modules down?"""
+    c = generated_course(tmp_path / "course")
+    right = examples.solved(read(c / "release" / ASSIGNMENT / EX2), read(c / "source" / ASSIGNMENT / EX2))
+    submit(c, "right", ASSIGNMENT, {EX2: right})
+    submit(c, "blank", ASSIGNMENT, {EX2: read(c / "release" / ASSIGNMENT / EX2)})
+    for mode in ([], ["--scores-only", "--csv", str(tmp_path / "s.csv")]):
+        tmp = tmp_path / f"tmp{len(mode)}"
+        tmp.mkdir()
+        env = {**os.environ, "TMPDIR": str(tmp),
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+        proc = subprocess.Popen([sys.executable, "-m", "autograder.grade", "--course", str(c), "--jobs", "2", *mode],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+        seen, kernels = set(), False
+        while proc.poll() is None:  # every process of the run, to look for after it
+            try:
+                now = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                now = []
+            seen.update(now)
+            kernels = kernels or any(is_kernel(p) for p in now)
+            time.sleep(0.2)
+        out = proc.stdout.read()
+        assert proc.returncode == 0, out
+        assert "graded 2 of 2 learners" in out or "wrote " in out, out
+        assert kernels == (not mode), "full mode runs kernels, scores-only none"
+        _, alive = psutil.wait_procs(list(seen), timeout=5)
+        assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "processes outlived the run"
+        assert sorted(os.listdir(tmp)) == [], f"left behind in the temporary folder ({mode or 'full'})"
+    scores = course.scores(c)
+    assert {s: scores[s][EX2[:-6]] for s in scores} == {"right": (4, 4), "blank": (0, 4)}
+    rows = {r["student"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "s.csv")) if r["item"] == "total"}
+    assert rows == {"right": 4.0, "blank": 0.0}

@@ -2,6 +2,7 @@
 Each scenario is one answer cell of Exercise 1 or 2, with the score it must get."""
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -142,3 +143,22 @@ def test_the_same_submission_graded_twice_gets_the_same_scores():
     first, second = (trusted_verdicts("ex1", list(cells.items())) for _ in range(2))
     assert [(v.name, v.points, v.message) for v in first.values()] == \
            [(v.name, v.points, v.message) for v in second.values()]
+
+
+def test_a_scores_only_job_loads_nothing_of_nbgrader():
+    """Does a scores-only job (what --scores-only's workers and a cluster's run) score a learner
+    without importing nbgrader, nbconvert or SQLAlchemy, which such a worker never needs (1 s of
+    its start)?"""
+    code = """if True:
+        import sys
+        from autograder.grader import jobs
+        from autograder.grader.course import ROOT, ASSIGNMENT
+        from autograder.exercises import PRACTICE
+        pack = jobs.make_pack(ROOT, ASSIGNMENT, "scores", PRACTICE)
+        learner = {"student": "blank", "extension": None, "submitted": jobs.collect(ROOT / "release" / ASSIGNMENT)}
+        rows = jobs.run_job(pack, learner)["rows"]
+        print(len(rows), sum(r[3] for r in rows), sum(r[4] for r in rows),
+              [m for m in ("nbgrader", "nbconvert", "sqlalchemy") if m in sys.modules])"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[-2] == "36 0.0 44 []", proc.stdout + proc.stderr

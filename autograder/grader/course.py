@@ -53,24 +53,43 @@ def points(course, assignment=ASSIGNMENT):
     """{grade id: points} of the assignment's graded cells, from its nbgrader metadata: the
     gradebook's record of the source notebooks (what nbgrader grades with), or where there is
     none yet, the grade cells of the source notebooks (else the release's)."""
-    import nbformat
-    from nbgrader.api import Gradebook, MissingEntry  # the instructor extra
     db = Path(course) / "gradebook.db"
     if db.exists():
-        with Gradebook(f"sqlite:///{db}") as gb:
-            try:
-                cells = {c.name: c.max_score for nb in gb.find_assignment(assignment).notebooks for c in nb.grade_cells}
-            except MissingEntry:
-                cells = {}
+        cells = gradebook_points(db, assignment)
         if cells:
             return cells
     for step in ("source", "release"):
         notebooks = sorted((Path(course) / step / assignment).glob("*.ipynb"))
         if notebooks:
+            import nbformat
             return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
                     for path in notebooks for c in nbformat.read(path, as_version=4).cells
                     if c.metadata.get("nbgrader", {}).get("grade")}
     return {}
+
+
+# nbgrader's tables (nbgrader.api: GradeCell is a BaseCell of a Notebook of an Assignment)
+GRADE_CELLS = """SELECT b.name, g.max_score FROM grade_cells g JOIN base_cell b ON b.id = g.id
+                 JOIN notebook n ON n.id = b.notebook_id JOIN assignment a ON a.id = n.assignment_id
+                 WHERE a.name = ?"""
+
+
+def gradebook_points(db, assignment):
+    """{grade id: max score} of the assignment's grade cells in nbgrader's gradebook at db ({}
+    if it has none). Read with sqlite3, read-only: nbgrader's own API would load its Jupyter
+    server extensions (1 s) in a process that needs nothing else of nbgrader (--scores-only);
+    a gradebook that query cannot read is read through that API after all."""
+    import sqlite3
+    try:
+        with sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True) as con:
+            return {name: float(most) for name, most in con.execute(GRADE_CELLS, (assignment,))}
+    except sqlite3.Error:
+        from nbgrader.api import Gradebook, MissingEntry  # the instructor extra
+        with Gradebook(f"sqlite:///{db}") as gb:
+            try:
+                return {c.name: c.max_score for nb in gb.find_assignment(assignment).notebooks for c in nb.grade_cells}
+            except MissingEntry:
+                return {}
 
 
 def submitted(course, assignment=ASSIGNMENT):

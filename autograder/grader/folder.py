@@ -6,7 +6,7 @@ shutil.copy, which follows symbolic links and opens anything (a link to /proc/se
 `timestamp.txt` that is not a date. For the course's assignment, CourseAutograde copies regular
 files only (opened without following links, not blocking), keeps a timestamp only if it is a
 date, and notes each file it left out; the note reaches the top of the learner's graded
-notebooks (repair.RepairingExporter), and so the feedback. Any other assignment is graded as
+notebooks (scoped.RepairingExporter), and so the feedback. Any other assignment is graded as
 stock nbgrader grades it.
 
 nbgrader builds its Autograde converter by name, in `nbgrader autograde` and in NbGraderAPI (which

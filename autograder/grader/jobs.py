@@ -141,14 +141,11 @@ def prepare_process():
     global _prepared
     if _prepared:
         return
-    import warnings
-    from sqlalchemy.exc import SAWarning
     from .. import data
     alembic_on_path()
     os.environ[data.ENV_VAR] = str(data.ensure_names())  # the sandbox shows the kernels this copy
     import torch
     torch.set_num_threads(1)  # the grader's own tensors are tiny
-    warnings.simplefilter("ignore", SAWarning)  # nbgrader warns so for each notebook not submitted
     _prepared = True
 
 
@@ -171,7 +168,7 @@ def write_tree(folder, files, link_target=None):
 
 
 def preflight_once(setting):
-    from .trusted import preflight
+    from .verdicts import preflight
     if setting not in _preflights:
         _preflights[setting] = preflight(setting)
     return _preflights[setting]
@@ -194,7 +191,7 @@ def run_job(pack, learner):
 
 
 def _scores(pack, learner, tmp):
-    from .trusted import score_rows
+    from .verdicts import score_rows
     broken = preflight_once(pack["setting"])
     if broken:
         raise JobFailed(f"the trusted grader cannot run on this worker: {broken}")
@@ -205,11 +202,14 @@ def _scores(pack, learner, tmp):
 
 
 def _full(pack, learner, tmp):
+    import warnings
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
+    from sqlalchemy.exc import SAWarning
     from traitlets.config.loader import PyFileConfigLoader
     from ..exercises import SECRET_FILE
     from .trusted import SandboxedExecute, TrustedScores
+    warnings.simplefilter("ignore", SAWarning)  # nbgrader warns so for each notebook not submitted
     a, s = pack["assignment"], learner["student"]
     root = tmp / "course"
     root.mkdir()

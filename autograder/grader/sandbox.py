@@ -506,6 +506,7 @@ class KernelServers:
     def _folder(self):
         if self.folder is None or not os.path.isdir(self.folder):
             self.folder = tempfile.mkdtemp(prefix="ninja-kernels-")
+            self.folder_pid = os.getpid()  # the process that removes it
             os.chmod(self.folder, 0o755)
         return self.folder
 
@@ -576,6 +577,15 @@ class KernelServers:
             server, self.server = self.server, None
             server.close()
 
+    def close(self):
+        """At exit: the server, one started ahead and never used, and the kernels' folder."""
+        if self.pending is not None:
+            self._discard()  # its thread has ended by now (the interpreter joins it first)
+        self.stop()
+        if self.folder is not None and self.folder_pid == os.getpid():
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
 
 def kernel_env(environ):
     """A sandboxed kernel's environment from the grader's (without its folder's HOME and
@@ -586,7 +596,7 @@ def kernel_env(environ):
 
 
 kernel_servers = KernelServers()
-atexit.register(kernel_servers.stop)
+atexit.register(kernel_servers.close)
 
 
 class SandboxedKernelManager(AsyncKernelManager):

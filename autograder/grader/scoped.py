@@ -13,7 +13,9 @@ import io
 import os
 import re
 import subprocess
+from pathlib import Path
 
+import nbformat
 from nbclient.util import run_sync
 from nbconvert.exporters import HTMLExporter, NotebookExporter
 from nbgrader.api import Gradebook, MissingEntry
@@ -24,7 +26,7 @@ from .course import ASSIGNMENT
 from ..exercises import EXERCISES
 from .pages import MARK, make_safe
 from ..score import reason
-from .repair import RepairingExporter
+from .repair import SURROGATE, note_cell, read_any, rebuild
 from .execute import SandboxedExecute
 
 
@@ -127,6 +129,37 @@ def with_hidden_tests(nb, resources):
             if src is not None and src.locked and meta.get("locked") and cell.cell_type == src.cell_type:
                 cell.source = src.source
     return nb
+
+
+class RepairingExporter(NotebookExporter):
+    """nbgrader's notebook exporter, reading submissions robustly onto the release notebook."""
+
+    def template_for(self, resources):
+        coursedir = getattr(self.parent, "coursedir", None)
+        nbgr = (resources or {}).get("nbgrader", {})
+        if coursedir is None or "assignment" not in nbgr:
+            return None
+        path = Path(coursedir.format_path(coursedir.release_directory, ".", nbgr["assignment"])) / (
+            nbgr["notebook"] + ".ipynb")
+        return nbformat.read(path, as_version=4) if path.exists() else None
+
+    def from_filename(self, filename, resources=None, **kw):
+        template = self.template_for(resources)
+        if template is None or self.parent.coursedir.submitted_directory not in Path(filename).parts:
+            return super().from_filename(filename, resources, **kw)
+        learner, problem = read_any(filename)
+        nb, problems = rebuild(learner, template)
+        # what the converter found wrong in the submission's folder (autograder/grader/folder.py)
+        folder = getattr(self.parent, "folder_notes", {}).get((resources or {}).get("nbgrader", {}).get("student"), [])
+        problems = list(folder) + [problem] * bool(problem) + problems
+        if problems:
+            nb.cells.insert(0, note_cell(problems))
+        return self.from_notebook_node(nb, resources, **kw)
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        output, resources = super().from_notebook_node(nb, resources, **kw)
+        # what the kernel printed may hold lone surrogates too: the file must still be written
+        return SURROGATE.sub("\ufffd", output), resources
 
 
 class ScopedRepairingExporter(RepairingExporter):
