@@ -40,7 +40,7 @@ from ..exercises import EXERCISES
 
 # Seconds one worker takes for one learner (benchmarks/bench.py, README), and to start: the
 # ETA until enough learners have finished to measure the class's own pace.
-SECONDS_PER_LEARNER = {"full": 11.0, "scores": 2.0}
+SECONDS_PER_LEARNER = {"full": 11.0, "scores": 1.5}
 SECONDS_TO_START = 5.0
 GRADING = "grading"  # what a learner's marker says while its grading runs
 
