@@ -59,6 +59,19 @@ def bwrap_missing():
             "without it, set BACKPROP_NINJA_UNSANDBOXED=1 to grade without a sandbox)")
 
 
+SUN_PATH = 107  # bytes of a Unix socket's path (sockaddr_un.sun_path, less its NUL)
+SOCKET_NAMES = len("/ninja-kernels-12345678/ninja-kernel-12345678/kernel-65535")
+
+
+def socket_base():
+    """Where the kernels' socket folders go: the temporary folder, or /tmp when its path is too
+    long for a Unix socket's below it (a TMPDIR deep in a home or a test's folder)."""
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) + SOCKET_NAMES > SUN_PATH and os.access("/tmp", os.W_OK | os.X_OK):
+        return "/tmp"
+    return base
+
+
 def sandbox_uid():
     """A user id of its own for each sandboxed process (none of the machine's users): its
     process limit then binds, even where the grader runs as root."""
@@ -505,7 +518,7 @@ class KernelServers:
 
     def _folder(self):
         if self.folder is None or not os.path.isdir(self.folder):
-            self.folder = tempfile.mkdtemp(prefix="ninja-kernels-")
+            self.folder = tempfile.mkdtemp(prefix="ninja-kernels-", dir=socket_base())
             self.folder_pid = os.getpid()  # the process that removes it
             os.chmod(self.folder, 0o755)
         return self.folder
@@ -611,7 +624,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         super().__init__(**kw)
         self._server_folder = None
         if shutil.which("bwrap"):
-            self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-")
+            self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-", dir=socket_base())
             self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
 
     async def _async_pre_start_kernel(self, **kw):
