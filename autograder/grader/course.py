@@ -80,8 +80,9 @@ def gradebook_points(db, assignment):
     server extensions (1 s) in a process that needs nothing else of nbgrader (--scores-only);
     a gradebook that query cannot read is read through that API after all."""
     import sqlite3
-    try:
-        with sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True) as con:
+    from contextlib import closing
+    try:  # (a connection's own `with` ends a transaction, it does not close the file)
+        with closing(sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True)) as con:
             return {name: float(most) for name, most in con.execute(GRADE_CELLS, (assignment,))}
     except sqlite3.Error:
         from nbgrader.api import Gradebook, MissingEntry  # the instructor extra

@@ -509,6 +509,7 @@ class KernelServers:
 
     def __init__(self):
         self.lock, self.owner, self.folder, self.server, self.pending = threading.Lock(), None, None, None, None
+        self.folder_pid = None  # the process that made the folder, and removes it at exit
         self.starting = threading.Lock()  # one server is started at a time, by prewarm or get
         self.keeper = None
 
@@ -519,7 +520,7 @@ class KernelServers:
     def _folder(self):
         if self.folder is None or not os.path.isdir(self.folder):
             self.folder = tempfile.mkdtemp(prefix="ninja-kernels-", dir=socket_base())
-            self.folder_pid = os.getpid()  # the process that removes it
+            self.folder_pid = os.getpid()
             os.chmod(self.folder, 0o755)
         return self.folder
 

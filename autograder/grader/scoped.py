@@ -163,7 +163,7 @@ class RepairingExporter(NotebookExporter):
 
 
 class ScopedRepairingExporter(RepairingExporter):
-    """The repairing exporter (autograder.grader.repair) for the course's assignment; nbgrader's
+    """The repairing exporter (RepairingExporter, above) for the course's assignment; nbgrader's
     NotebookExporter for any other."""
 
     def from_filename(self, filename, resources=None, **kw):
