@@ -741,4 +741,4 @@ if __name__ == "__main__":
         prog="python -m autograder.grader.sandbox",
         description="The grader's sandbox (a library, no command of its own): run_many replays a "
                     "learner's answers in `python -m autograder.grader.child` under bubblewrap, and "
-                    "SandboxedKernelManager runs nbgrader's kernels there. See README.md, Trust.").parse_args()
+                    "SandboxedKernelManager runs nbgrader's kernels there. See docs/trust.md.").parse_args()
