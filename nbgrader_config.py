@@ -5,11 +5,18 @@ exercise notebooks; autograder/grader/scoped.py decides): any other assignment o
 generated and graded exactly as stock nbgrader does it.
 """
 import os
+import warnings
 
 from nbgrader.converters import Autograde, GenerateAssignment
 from nbgrader.preprocessors import ClearSolutions, Execute
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
+
+# nbgrader 0.9's gradebook builds a submission's rows before adding them to its session, and
+# SQLAlchemy 2 warns of it for every learner and notebook ("Object of type <SubmittedAssignment>
+# not in session"): harmless (the rows are added next) and not the instructor's to act on.
+# Only that warning is silenced; any other of SQLAlchemy's still shows.
+warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "backprop_ninja"
@@ -61,3 +68,13 @@ c.HTMLExporter.preprocessors = ["autograder.grader.pages.SafeHTML"]
 from autograder.grader.pages import protect_formgrader  # noqa: E402
 
 protect_formgrader()
+
+# Deadlines, through nbgrader's own mechanisms: set the due date in the gradebook
+# (`nbgrader db assignment add backprop_ninja --duedate "2026-12-01 17:00:00 UTC"`); a notebook
+# whose timestamp.txt is later loses per_day of its score for every day or part of a day late
+# (autograder/grader/late.py; PerDayPenalty.per_day = 0 for none, zero_after_days to zero it).
+c.AssignLatePenalties.plugin_class = "autograder.grader.late.PerDayPenalty"
+c.PerDayPenalty.per_day = 0.1
+# An LMS's late marker (Canvas's `LATE_`) is kept by `nbgrader zip_collect` when the pattern names
+# it `(?P<late>LATE_)?`: such a file is collected as submitted just after the due date.
+c.ZipCollectApp.collector_plugin = "autograder.grader.late.LateMarkerCollector"
