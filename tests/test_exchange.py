@@ -1,9 +1,11 @@
-"""The hub workflow of the README, end to end with nbgrader's own commands: an exchange folder,
+"""The hub workflow of docs/instructors.md, end to end with nbgrader's own commands: an exchange folder,
 the instructor's and the learners' commands in order, and zip_collect for an LMS download."""
 import os
+import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,8 +15,9 @@ from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 
 EX2 = EXERCISES["ex2"].notebook
-# The README's pattern for a Canvas "Download Submissions" zip: lastfirst[_LATE]_userid_submissionid_file[-n].ipynb
-CANVAS = r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$"
+# docs/instructors.md's pattern for a Canvas "Download Submissions" zip: lastfirst[_LATE]_userid_submissionid_file[-n].ipynb
+CANVAS, = re.findall(r"--FileNameCollectorPlugin\.named_regexp='([^']+)'",
+                     (Path(__file__).resolve().parent.parent / "docs" / "instructors.md").read_text())
 
 
 def nbgrader(cwd, *args, home=None):
@@ -73,7 +76,7 @@ def test_the_exchange_round_trip(released, tmp_path):
 
 
 def test_zip_collect_with_the_readmes_pattern_for_a_canvas_download(released):
-    """Does `nbgrader zip_collect` with the README's filename pattern put each learner's
+    """Does `nbgrader zip_collect` with the docs' filename pattern put each learner's
     notebooks from an LMS download (late and renamed files too) in submitted/?"""
     c, _ = released
     archive = c / "downloaded" / ASSIGNMENT / "archive"

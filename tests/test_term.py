@@ -1,9 +1,11 @@
 """The instructor's term: due dates and late penalties through nbgrader's own plug-ins, and an
 LMS's late marker kept through `nbgrader zip_collect`."""
 import os
+import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -14,8 +16,9 @@ from autograder.grader.course import ASSIGNMENT
 
 EX2 = EXERCISES["ex2"].notebook
 DUE = "2026-12-01 17:00:00 UTC"
-# the Canvas pattern of docs/instructors.md: lastfirst[_LATE]_userid_submissionid_file[-n].ipynb
-CANVAS = r".*/(?P<student_id>[^/_]+)_(?P<late>LATE_)?\d+_\d+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$"
+ROOT = Path(__file__).resolve().parent.parent
+# the Canvas pattern as docs/instructors.md gives it: lastfirst[_LATE]_userid_submissionid_file[-n].ipynb
+CANVAS, = re.findall(r"--FileNameCollectorPlugin\.named_regexp='([^']+)'", (ROOT / "docs" / "instructors.md").read_text())
 
 
 def nbgrader(cwd, *args):
