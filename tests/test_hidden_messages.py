@@ -161,3 +161,13 @@ def test_is_nothing_of_a_hidden_case_in_the_scores_csv(tmp_path):
     text = out.getvalue()
     assert "ex2" in text and "raised an error on a hidden case" in text
     assert hidden_figures(text) == [] and "K48" not in text and "K19" not in text, text
+
+
+
+def test_does_exercise_4s_training_say_why_backward_failed_on_the_notebooks_batch():
+    """Is the short training run's verdict, when backward raised on the notebook's own batch
+    too, that batch's error (public), not a hidden run's sentence?"""
+    from autograder.grader.trusted import trusted_verdicts
+    src = "def backward(Xb, Yb, parameters, cache):\n    raise ValueError('not yet ' + str(Xb.shape[0]))"
+    v = trusted_verdicts("ex4", [("ex4_backward", src)])["training"]
+    assert v.message == "the short training run did not complete with your backward pass: ValueError: not yet 32"
