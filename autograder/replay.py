@@ -97,8 +97,8 @@ def silenced():
 
 
 def execute(st, ns):
-    """Run one statement in ns (in LANGUAGE): '' or its error,
-    'Type: message (line N)'."""
+    """Run one statement in ns (in LANGUAGE): '' or its error, a Failure
+    'Type: message (line N)' whose kind is the grader's category of it."""
     if st.error:
         return st.error
     with silenced(), time_limit(STATEMENT_SECONDS):
@@ -276,7 +276,7 @@ def run_job(job, give, watch=None):
     value and returns what the namespace holds under that name from then on (or None).
     watch: see run_statements (the trusted child's; None in the learner's kernel).
     Returns {"<case>/<run>/<name>": error}, a numerical answer's under
-    "numerical/<case>/<run>/<name>"."""
+    "numerical/<case>/<run>/<name>"; a hidden case's error is only its kind (_hidden_kinds)."""
     import torch.nn.functional as F
     errors = {}
     base = LANGUAGE.globals_for({"torch": torch, "F": F, **job["constants"]})

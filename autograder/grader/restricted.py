@@ -43,8 +43,9 @@ arithmetic, `pow`, anything a wrapped function returns, a torch operation: detec
 `complex` is not a builtin here: nothing needs them but a complex-step derivative.
 
 Honest code in every style learners use (loops, einsum, F.one_hot, index_add_, helper
-functions, lambdas, comprehensions, `+=` on slices, numpy, `with torch.no_grad()`) keeps
-working.
+functions, lambdas, comprehensions, `+=` on slices, numpy and its dtypes (`np.float64` is a
+NumpyType: a dtype to numpy, a wrapped call to the answer), `with torch.no_grad()`, names
+that begin with `_`, print, which prints nowhere) keeps working: tests/test_honest_idioms.py.
 """
 import ast
 import builtins
