@@ -171,3 +171,18 @@ def test_does_exercise_4s_training_say_why_backward_failed_on_the_notebooks_batc
     src = "def backward(Xb, Yb, parameters, cache):\n    raise ValueError('not yet ' + str(Xb.shape[0]))"
     v = trusted_verdicts("ex4", [("ex4_backward", src)])["training"]
     assert v.message == "the short training run did not complete with your backward pass: ValueError: not yet 32"
+
+
+@pytest.mark.parametrize("answer", ["K48", score.REFUSED + "a K48, not a plain tensor"])
+def test_is_a_hidden_cases_non_tensor_answer_said_without_its_class(answer):
+    """Is a hidden case's answer that is no tensor (its class's name, or why it cannot be
+    judged, as the sandboxed child reports it) said without that name, where the hidden case
+    has the notebook's batch size (so no other message comes first)?"""
+    cases = score.make_cases("ex2")
+    hidden = next(c for c in cases if c.name != "notebook")
+    hidden.n = 32
+    collector = score.Collector("ex2", cases)
+    for c in cases:
+        collector.give(c.name, "true", "dlogits", answer if c is hidden else c.truth["logits"])
+    v = score.score("ex2", collector, score.redacted({f"{hidden.name}/true/dlogits": "tensor"}))["logits"]
+    assert not v.ok and "K48" not in v.message and "on a hidden case" in v.message, v.message
