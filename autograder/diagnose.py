@@ -14,12 +14,15 @@ def _factor_name(r, n):
     for value, name in names.items():
         if abs(r - value) <= 1e-3 * abs(value):
             return name
-    return f"{r:.3g}"
+    return None
 
 
-def diagnose(dt, t, n, bessel=None):
+def diagnose(dt, t, n, bessel=None, figures=True):
     """A short description of how the learner's dt differs from the expected t (batch size n);
-    `bessel`, where given, is the answer a missing Bessel correction would give."""
+    `bessel`, where given, is the answer a missing Bessel correction would give. figures=False
+    (a hidden case): the mistake is named without any figure of dt (its shape, a factor that
+    is none of the named ones, which rows are wrong): dt is the learner's to shape, and so
+    could carry a hidden value; t's shape and n are the grader's to say."""
     if dt is None:
         return "not defined"
     dt = dt.detach().to(t.dtype)
@@ -27,7 +30,7 @@ def diagnose(dt, t, n, bessel=None):
         return "contains NaN or inf"
     if dt.shape != t.shape:
         if not accepted_shape(dt.shape, t.shape):
-            return _shape(dt, t)
+            return _shape(dt, t) if figures else f"wrong shape, expected {tuple(t.shape)}"
         dt = dt.reshape(t.shape)
     if t.abs().max().item() < 1e-6:  # zero up to rounding: no sign or factor to name
         return "the expected gradient is zero up to rounding; yours is not"
@@ -40,13 +43,14 @@ def diagnose(dt, t, n, bessel=None):
     if denom > 0:
         r = (dt * t).sum().item() / denom
         if 1e-3 < abs(r) < 1e3 and abs(r - 1) > 1e-3 and _close(dt, r * t):
-            return f"off by a constant factor of {_factor_name(r, n)}"
+            name = _factor_name(r, n) or (f"{r:.3g}" if figures else None)
+            return "off by a constant factor" + (f" of {name}" if name else "")
     if dt.dim() >= 1 and dt.shape[0] > 1:
         rows = [bool(_close(a, b)) for a, b in zip(dt, t)]
         bad = [i for i, ok in enumerate(rows) if not ok]
         if 0 < len(bad) < len(rows):
-            return (f"right except for {len(bad)} of {len(rows)} rows (e.g. row {bad[0]}): "
-                    "are repeated entries accumulated (+=), not overwritten?")
+            return ((f"right except for {len(bad)} of {len(rows)} rows (e.g. row {bad[0]})" if figures else
+                     "right except for some rows") + ": are repeated entries accumulated (+=), not overwritten?")
     return ""
 
 

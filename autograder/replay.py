@@ -51,6 +51,25 @@ class StatementTimeout(Exception):
     pass
 
 
+PUBLIC = "notebook"  # the notebook's own batch: the learner's, its errors are quoted as they are
+
+
+class Failure(str):
+    """An error message of learner code, with the grader's category of it (`kind`, one of
+    KINDS), decided by the exception's real type: on a hidden case, only the kind leaves the
+    replay (the message, its line, the exception's name are the learner's to choose)."""
+    kind = "error"
+
+
+KINDS = ("error", "time", "tensor", "sizes")  # raised; the time limit; no tensor; backward's gradients' sizes
+
+
+def failure(text, e=None, kind=None):
+    f = Failure(text)
+    f.kind = kind or ("time" if type(e) is StatementTimeout else "error")
+    return f
+
+
 @contextlib.contextmanager
 def time_limit(seconds):
     """Raise StatementTimeout in the block after `seconds` of wall time (main thread only)."""
@@ -78,8 +97,8 @@ def silenced():
 
 
 def execute(st, ns):
-    """Run one statement in ns (in LANGUAGE): '' or its error,
-    'Type: message (line N)'."""
+    """Run one statement in ns (in LANGUAGE): '' or its error, a Failure
+    'Type: message (line N)' whose kind is the grader's category of it."""
     if st.error:
         return st.error
     with silenced(), time_limit(STATEMENT_SECONDS):
@@ -98,7 +117,15 @@ def execute(st, ns):
                 if tb.tb_frame.f_code.co_filename == f"<{st.cell}>":
                     line = tb.tb_lineno
                 tb = tb.tb_next
-            return f"{type(e).__name__}: {str(e)[:300]} (line {line})"
+            return failure(f"{type(e).__name__}: {_text(e)} (line {line})", e)
+
+
+def _text(e):
+    """An exception's text, at most 300 characters ('' if str() of it raises)."""
+    try:
+        return str(e)[:300]
+    except BaseException:
+        return ""
 
 
 NUMERICAL = "a numerical gradient (the loss evaluated on perturbed inputs) is not a hand-derived one"
@@ -200,7 +227,7 @@ def replay_exercise(statements, ns, answered, give=None, watch=None):
     errors.update({f"numerical:{k}": v for k, v in numerical.items()})
     for name, v in answers.items():
         if isinstance(v, str):  # a non-tensor: say what it is
-            errors[name] = f"{name} is a {v}, not a tensor"
+            errors[name] = failure(f"{name} is a {v}, not a tensor", kind="tensor")
             answers[name] = None
     if other:
         errors["*"] = other[0]
@@ -234,7 +261,7 @@ def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None):
         try:
             grads = fn(Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()})
         except BaseException as e:
-            return None, f"{type(e).__name__}: {str(e)[:300]}"
+            return None, failure(f"{type(e).__name__}: {_text(e)}", e)
     if watch is not None and watch.tripped():
         return None, f"{NUMERICAL} ({watch.tripped()})"
     grads = list(grads) if isinstance(grads, (list, tuple)) else []
@@ -249,7 +276,7 @@ def run_job(job, give, watch=None):
     value and returns what the namespace holds under that name from then on (or None).
     watch: see run_statements (the trusted child's; None in the learner's kernel).
     Returns {"<case>/<run>/<name>": error}, a numerical answer's under
-    "numerical/<case>/<run>/<name>"."""
+    "numerical/<case>/<run>/<name>"; a hidden case's error is only its kind (_hidden_kinds)."""
     import torch.nn.functional as F
     errors = {}
     base = LANGUAGE.globals_for({"torch": torch, "F": F, **job["constants"]})
@@ -262,7 +289,7 @@ def run_job(job, give, watch=None):
                                           lambda name, value: give(case["name"], run, name, value), watch)
                 errors.update({(f"numerical/{case['name']}/{run}/{k[10:]}" if k.startswith("numerical:") else
                                 f"{case['name']}/{run}/{k}"): v for k, v in errs.items()})
-        return errors
+        return _hidden_kinds(errors)
     # Exercise 4: the answer cell defines backward, called on each case and for a short run
     from .forward import forward_ex4
     names = job["param_names"]
@@ -292,8 +319,9 @@ def run_job(job, give, watch=None):
         with watch.quiet() if watch is not None else contextlib.nullcontext():  # the grader's own checks
             sizes = err or any(g is None or g.numel() != p.numel() for g, p in zip(grads, params))
         if sizes:
-            errors["training/final/backward"] = err or "backward did not return 7 gradients of the parameters' sizes"
-            return errors
+            errors["training/final/backward"] = err or failure(
+                "backward did not return 7 gradients of the parameters' sizes", kind="sizes")
+            return _hidden_kinds(errors)
         with torch.no_grad(), watch.quiet() if watch is not None else contextlib.nullcontext():
             for p, g in zip(params, grads):
                 p -= train["lr"] * g.reshape(p.shape)
@@ -301,4 +329,12 @@ def run_job(job, give, watch=None):
         give("training", "final", name, p)
     if not fn:
         errors["training/final/backward"] = error
-    return errors
+    return _hidden_kinds(errors)
+
+
+def _hidden_kinds(errors):
+    """errors {"<case>/<run>/<name>": message}, where a hidden case's message (any case but
+    PUBLIC, the training run's too) is only its kind (KINDS): what the grader may say of it.
+    A numerical answer's message stays (the grader words a hidden one itself: score.redacted)."""
+    return {key: message if key.split("/")[0] in (PUBLIC, "numerical") else getattr(message, "kind", "error")
+            for key, message in errors.items()}

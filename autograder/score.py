@@ -18,6 +18,7 @@ from . import data, model
 from .compare import compare
 from .diagnose import diagnose
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
+from .replay import NUMERICAL, PUBLIC
 from .statements import forbidden, split
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
@@ -225,6 +226,8 @@ def score(exercise, collector, errors):
     """{name: Verdict} for every graded item of the exercise, from the collector's answers and
     the replay's errors {"<case>/<run>/<name>": message}."""
     ex = EXERCISES[exercise]
+    if errors.get("process"):  # it ran every case, hidden ones too: only the grader's words
+        errors = {**errors, "process": ended(errors["process"])}
     verdicts = {k: Verdict(exercise, k, p) for k, p in {**ex.grads, **ex.extra_tests}.items()}
     step = "step" if ex.key == "ex4" else "true"
     for k in ex.grads:
@@ -271,18 +274,22 @@ def _message(k, failed, error, ex):
     """Why a gradient is wrong: its own error if it is missing, right on the notebook's batch
     only, not following a random upstream, or the likely mistake where it first failed."""
     c, kind, dt, expected = failed[0]
+    hidden = c.name != PUBLIC  # then nothing of the learner's answer is quoted: only the grader's words
     if isinstance(dt, str) and dt.startswith(REFUSED):
-        return f"not judged: {dt[len(REFUSED):]} (an answer must be a dense float tensor on the CPU)"
+        return ("not judged on a hidden case" if hidden else f"not judged: {dt[len(REFUSED):]}") + \
+            " (an answer must be a dense float tensor on the CPU)"
     names = {f[0].name for f in failed}
     said = f" ({error})" if error else ""
-    if kind == "own step" and "notebook" not in names and c.n != 32:  # also where it raised there
+    if kind == "own step" and PUBLIC not in names and c.n != 32:  # also where it raised there
         return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
     if not isinstance(dt, torch.Tensor):
-        what = dt if isinstance(dt, str) else None
+        what = dt if isinstance(dt, str) and not hidden else None
         if what is None and error.startswith(BANNED):  # the statement was not run: say why
             return "refused: " + error
+        if hidden:
+            return error or ("not defined" if dt is None else "not a tensor") + " on a hidden case"
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
-    why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex))
+    why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex), figures=not hidden)
     if kind == "random upstream":
         up = ZERO_STEPS[k]
         return (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
@@ -306,7 +313,8 @@ def _score_training(collector, errors, v):
         return
     trained = [collector.answer("training", "final", k) for k in model.PARAM_NAMES]
     if any(not isinstance(t, torch.Tensor) for t in trained):
-        error = errors.get("process") or errors.get("training/final/backward", "")
+        # the notebook's own batch says why backward failed there (a hidden run only that it did)
+        error = errors.get("process") or errors.get(f"{PUBLIC}/step/backward") or errors.get("training/final/backward", "")
         v.message = "the short training run did not complete with your backward pass" + (f": {error}" if error else "")
         return
     setting = collector.setting
@@ -322,24 +330,39 @@ def _score_training(collector, errors, v):
                  f"(relative; at most {TRAIN_RTOL:.0e} passes)")
 
 
-_KIND = re.compile(r"^([A-Za-z_]\w{0,60})(?::|$)")
-_LINE = re.compile(r"\(line (\d+)\)$")
+# What the grader says of an error on a hidden case, by the replay's kind of it (replay.KINDS):
+# its own words, never the learner's (an exception's name, text or line, chosen by the learner's
+# code, could spell out a hidden input or batch size). Anything else a replay sends is an error.
+HIDDEN = {"error": "raised an error on a hidden case",
+          "time": "ran out of time on a hidden case: stopped after the time limit",
+          "tensor": "gave no tensor on a hidden case",
+          "sizes": "backward did not return 7 gradients of the parameters' sizes on a hidden case"}
+HIDDEN_NUMERICAL = f"{NUMERICAL} (on a hidden case)"
+
+
+def ended(why):
+    """How the process running an answer ended, as a verdict says it: the grader's sentence
+    without what the process itself chose (its exit code, a signal's number, the last line it
+    wrote after ': '), any of which could carry a hidden input."""
+    why = re.sub(r"by signal -?\d+", "by a signal", re.sub(r"with code -?\d+", "with an error code", why))
+    return why.split(": ", 1)[0]
 
 
 def redacted(errors):
-    """The replay's errors {"<case>/<run>/<name>": message}, where the message of any case
-    but the notebook's own batch keeps only the kind of error and its line: an exception's
-    text on a hidden case could quote the hidden inputs. The grader's own messages (a
-    numerical gradient, the process's end) stay."""
+    """The replay's errors {"<case>/<run>/<name>": message} as the verdicts may quote them:
+    the notebook's own batch's as they are (they leak nothing hidden), a hidden case's as
+    HIDDEN's sentence for its kind, a numerical answer on a hidden case as HIDDEN_NUMERICAL.
+    The process's end is the grader's message (score() keeps only its words: ended())."""
     out = {}
     for key, message in errors.items():
-        case = key.split("/")[0]
-        if case in ("notebook", "numerical", "process") or message.startswith("backward did not return"):
+        parts = key.split("/")
+        case = parts[1] if parts[0] == "numerical" and len(parts) > 1 else parts[0]
+        if case == PUBLIC or key == "process":  # (score() says the process's end in its words)
             out[key] = message
-            continue
-        kind, line = _KIND.match(message), _LINE.search(message)
-        out[key] = (f"{kind.group(1) if kind else 'an error'} on a hidden case"
-                    + (f" (line {line.group(1)})" if line else ""))
+        elif parts[0] == "numerical":
+            out[key] = HIDDEN_NUMERICAL
+        else:
+            out[key] = HIDDEN.get(message, HIDDEN["error"])
     return out
 
 

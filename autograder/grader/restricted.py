@@ -1,8 +1,9 @@
 """The language answers are replayed in: RestrictedPython, where an answer reaches only what
 the exercises need, as objects (an allowlist, not a list of denied names).
 
-An answer statement is compiled by RestrictedPython (no name or attribute starting with `_`,
-no exec, eval, open or globals) and imports only torch, torch.nn(.functional), torch.linalg,
+An answer statement is compiled by RestrictedPython (no exec, eval, open or globals; no name
+or attribute that begins and ends with `_`: dunders such as `__class__` and the hooks below,
+`_getattr_`, `_write_`, ...; a learner's own `_helper`, `_` or `_1` is an ordinary name) and imports only torch, torch.nn(.functional), torch.linalg,
 math and numpy(.linalg). Every attribute access goes through `_getattr` at run time, which
 looks at the object it is asked about and allows only:
 
@@ -42,8 +43,9 @@ arithmetic, `pow`, anything a wrapped function returns, a torch operation: detec
 `complex` is not a builtin here: nothing needs them but a complex-step derivative.
 
 Honest code in every style learners use (loops, einsum, F.one_hot, index_add_, helper
-functions, lambdas, comprehensions, `+=` on slices, numpy, `with torch.no_grad()`) keeps
-working.
+functions, lambdas, comprehensions, `+=` on slices, numpy and its dtypes (`np.float64` is a
+NumpyType: a dtype to numpy, a wrapped call to the answer), `with torch.no_grad()`, names
+that begin with `_`, print, which prints nowhere) keeps working: tests/test_honest_idioms.py.
 """
 import ast
 import builtins
@@ -57,6 +59,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from RestrictedPython import RestrictingNodeTransformer, compile_restricted
+from RestrictedPython.transformer import ALLOWED_FUNC_NAMES
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 ALLOWED_IMPORTS = {"torch", "torch.nn", "torch.nn.functional", "torch.linalg", "math", "numpy", "numpy.linalg"}
@@ -145,6 +148,16 @@ class NotAllowed(Exception):
     """Something an answer may not do."""
 
 
+RESERVED = "Python's or the grader's, not an answer's (it begins and ends with _)"
+
+
+def reserved(name):
+    """Whether a name is Python's or the grader's, never an answer's: it begins and ends with
+    `_` (dunders such as `__class__`, `__globals__`, `__builtins__`, and RestrictedPython's
+    hooks `_getattr_`, `_write_`, ...). `_`, `__`, `_1` and `_helper` are an answer's own."""
+    return len(name) > 2 and name.startswith("_") and name.endswith("_")
+
+
 COMPLEX = ("complex numbers are not allowed in an answer (nothing here needs them: a complex-step "
            "derivative is a numerical gradient)")
 
@@ -196,7 +209,7 @@ def checked(value, what, depth=0):
     kind = type(value)
     if _is_complex(value):
         _complex()
-    if kind in PLAIN or isinstance(value, np.generic) and not isinstance(value, np.object_):
+    if kind in PLAIN or isinstance(value, np.dtype) or isinstance(value, np.generic) and not isinstance(value, np.object_):
         return value
     if isinstance(value, torch.Tensor):
         return _tensor_ok(value, what)
@@ -234,6 +247,28 @@ def _wrap(fn, what, owner=None):
     return call
 
 
+class NumpyType:
+    """numpy's scalar type (np.float64, np.int64, ...) as an answer holds it: a dtype wherever
+    numpy takes one (`x.astype(np.float64)`, `dtype=np.float64`, `x.dtype == np.float64`: it
+    has the `dtype` numpy reads), and, called, numpy's own call wrapped like every function
+    (the watch sees its arguments, its result is checked). Nothing else of the class is reachable."""
+
+    def __init__(self, kind, what):
+        self.dtype, self.call = np.dtype(kind), _wrap(kind, what)
+
+    def __call__(self, *args, **kwargs):
+        return self.call(*args, **kwargs)
+
+    def __eq__(self, other):
+        try:
+            return self.dtype == (other.dtype if isinstance(other, NumpyType) else np.dtype(other))
+        except (TypeError, ValueError):
+            return False
+
+    def __hash__(self):
+        return hash(self.dtype)
+
+
 _module_cache = {}
 
 
@@ -255,7 +290,7 @@ def _getattr(obj, name, *default):
     """obj.name if the allowlist has it for this kind of object, else NotAllowed naming it."""
     if not isinstance(name, str):
         raise NotAllowed("an attribute name must be a string")
-    if name.startswith("_"):
+    if reserved(name):
         raise NotAllowed(f"`.{name}` ({_named(obj)}) is not allowed in an answer")
     if isinstance(obj, types.ModuleType):
         entry = MODULES.get(obj)
@@ -269,6 +304,8 @@ def _getattr(obj, name, *default):
             value = getattr(obj, name)
             if isinstance(value, types.ModuleType):
                 _module_cache[key] = value  # one of MODULES: its attributes go through _getattr too
+            elif isinstance(value, type) and issubclass(value, np.generic):
+                _module_cache[key] = NumpyType(value, f"{modname}.{name}")
             elif callable(value) and type(value) not in PLAIN:
                 _module_cache[key] = _wrap(value, f"{modname}.{name}")
             else:
@@ -330,13 +367,13 @@ def _write(obj):
 
 
 def _setattr(obj, name, value):
-    if not isinstance(name, str) or name.startswith("_"):
+    if not isinstance(name, str) or reserved(name):
         raise NotAllowed(f"setting `.{name}` is not allowed in an answer")
     setattr(_write(obj), name, value)
 
 
 def _delattr(obj, name):
-    if not isinstance(name, str) or name.startswith("_"):
+    if not isinstance(name, str) or reserved(name):
         raise NotAllowed(f"deleting `.{name}` is not allowed in an answer")
     delattr(_write(obj), name)
 
@@ -420,6 +457,20 @@ def _noop_print(*args, **kwargs):
     pass
 
 
+class _Printed:
+    """RestrictedPython's `print` (`_print_(_getattr_)._call_print(...)`): what an answer
+    prints goes nowhere (nothing printed on a case leaves the replay); `printed` is ''."""
+
+    def __init__(self, getattr_=None):
+        pass
+
+    def _call_print(self, *args, **kwargs):
+        pass
+
+    def __call__(self):
+        return ""
+
+
 def builtins_dict():
     b = {k: getattr(builtins, k) for k in BUILTINS}
     b.update({k: _reading(b[k]) for k in READING}, pow=_pow)
@@ -437,7 +488,7 @@ def _apply(f, *args, **kwargs):
 def globals_for(ns):
     """The names restricted code needs to run, added to namespace ns."""
     ns.update(__builtins__=builtins_dict(), _getattr_=_getattr, _getitem_=_getitem,
-              _write_=_write, _getiter_=_getiter, _binop_=_binop, _complex_=_complex,
+              _write_=_write, _getiter_=_getiter, _binop_=_binop, _complex_=_complex, _print_=_Printed,
               _iter_unpack_sequence_=guarded_iter_unpack_sequence,
               _unpack_sequence_=guarded_unpack_sequence, _inplacevar_=_inplacevar,
               _apply_=_apply, __name__="answer", __metaclass__=type)
@@ -468,6 +519,31 @@ class _Policy(RestrictingNodeTransformer):
     so the finite-difference watch sees the answer's arithmetic on Python numbers; a complex
     literal (`1j`) becomes a call that refuses it."""
     OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+    def check_name(self, node, name, allow_magic_methods=False):
+        """A name beginning with `_` is the answer's own unless it is reserved() (RestrictedPython
+        itself refuses every such name but `_`)."""
+        if name is None or not name.startswith("_"):
+            return super().check_name(node, name, allow_magic_methods)
+        if reserved(name) and not (allow_magic_methods and name in ALLOWED_FUNC_NAMES and node.col_offset != 0):
+            self.error(node, f'"{name}" is {RESERVED}')
+
+    def visit_Attribute(self, node):
+        """`a._b`, rewritten as RestrictedPython rewrites `a.b` (`_getattr_(a, '_b')`, or
+        `_write_(a)._b = v`): whether it is allowed is decided at run time by the object, as
+        for every attribute (an answer's own objects only). Reserved ones are refused here."""
+        if not node.attr.startswith("_"):
+            return super().visit_Attribute(node)
+        if reserved(node.attr):
+            self.error(node, f'".{node.attr}" is {RESERVED}')
+            return node
+        node = self.node_contents_visit(node)
+        if isinstance(node.ctx, ast.Load):
+            call = ast.Call(ast.Name("_getattr_", ast.Load()), [node.value, ast.Constant(node.attr)], [])
+            return ast.fix_missing_locations(ast.copy_location(call, node))
+        write = ast.Call(ast.Name("_write_", ast.Load()), [node.value], [])
+        node.value = ast.fix_missing_locations(ast.copy_location(write, node.value))
+        return node
 
     def visit_Constant(self, node):
         node = super().visit_Constant(node)
