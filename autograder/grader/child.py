@@ -22,7 +22,11 @@ stderr file) and checks that both held; if not, it exits and the grader starts a
 No process of one learner can reach another's memory: the server makes itself (and so every
 process it forks) non-dumpable before the first fork, so no process of the same user may
 ptrace it or open its /proc/<pid>/mem, fd/ or environ; and no folder on its module path is
-writable. Outside a sandbox (bwrap missing) it sweeps nothing and serves one learner only.
+writable. Each learner process isolates itself first (isolate(): its own user, IPC and mount
+namespaces and session keyring, so no IPC object or key of one learner reaches the next) and
+waits for its jobs until the grader moved it into the learner's memory cgroup. Outside a
+sandbox (bwrap missing), or where unprivileged user namespaces are refused, it sweeps nothing
+and serves one learner only.
 
 It holds no reference gradient, no hidden case's definition and no gradient code: the true
 value of a gradient reaches a child only after the learner's answer for it has gone out.

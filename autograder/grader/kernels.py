@@ -13,8 +13,13 @@ in its sandbox, empties /tmp, /dev/shm and its own folder (child.sweep) and says
 held; if not, it exits and the grader starts a fresh one. Before the first fork it makes
 itself non-dumpable (child.seal), so no kernel, though the same user, may ptrace it or open
 its /proc/<pid>/mem or fd/. A kernel may still kill or stop it: that ends its own kernel only
-(the grader's deadlines then replace the server). Outside bubblewrap's PID namespace it
-sweeps nothing and serves one kernel only.
+(the grader's deadlines then replace the server). Outside bubblewrap's PID namespace, or
+where unprivileged user namespaces are refused, it sweeps nothing and serves one kernel only.
+
+Each kernel starts only once the grader moved it into the learner's memory cgroup (it says
+{"op": "forked"} and waits for {"op": "go"}), then isolates itself (child.isolate): its own
+user, IPC and mount namespaces and session keyring (no IPC object or key outlives it), and
+its working folder a size-capped tmpfs holding its copy of the submission.
 
 What differs from a kernel started afresh: matplotlib read its configuration and built its
 font list in the server (a matplotlibrc in the learner's folder is not read), and Python's
