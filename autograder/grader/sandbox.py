@@ -250,7 +250,6 @@ class _Spawned:
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
-
     def enter(self, deadline):
         """After asking the server for a learner's process: a memory cgroup for the learner, and
         the process the server says it forked ({"op": "forked", "pid"}) moved into it before it
