@@ -63,11 +63,16 @@ def base():
     global _base
     if _base is False:
         _base = _find()
-        if _base:
-            log.info("each learner's memory is bounded across its processes (memory cgroup v%d in %s)", *_base)
-        else:
-            log.warning("no writable memory cgroup: each learner's memory is bounded per process only")
+        log.info(describe())
     return _base
+
+
+def describe():
+    """Which bound holds on this machine, in a sentence (the class runner prints it once)."""
+    found = base()
+    if found:
+        return f"each learner's memory is bounded across its processes (a memory cgroup v{found[0]} per learner)"
+    return "no writable memory cgroup: each learner's memory is bounded per process only (see sandbox.LIMITS)"
 
 
 class Learner:
