@@ -134,3 +134,109 @@ def test_changed_limits_start_a_new_server(fresh, monkeypatch):
     monkeypatch.setitem(sandbox.LIMITS, "memory_bytes", 5 * 2**30)
     assert graded_right()
     assert sandbox._server.proc.pid != first
+
+
+def replay_slowly(seconds_of_loop=3_000_000):
+    """Start one learner's Exercise 2, right but slow, in a thread; returns the thread and the
+    learner's process (psutil.Process, outside), once the server forked it."""
+    import threading
+    slow = [("ex2_dlogits", f"t = 0\nfor i in range({seconds_of_loop}):\n    t = t + 1\n" + RIGHT["ex2"][0][1])]
+    cases = score.make_cases("ex2")
+    collector = score.Collector("ex2", cases)
+    job = score.build_job("ex2", score.statements(slow), cases)
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(errors=sandbox.run_many({"ex2": job}, {"ex2": collector})))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            learners = server_process()[1].children()
+        except (ValueError, AttributeError, psutil.NoSuchProcess):
+            learners = []
+        if learners:
+            thread.done, thread.collector = done, collector
+            return thread, learners[0]
+        time.sleep(0.01)
+    raise AssertionError("no learner process")
+
+
+def inside_learner(learner, code):
+    """Run Python `code` in the learner's namespaces (user, IPC, mount, PID), as the sandbox's
+    user: a process the learner's code started after escaping RestrictedPython. What it printed."""
+    uid = sandbox._server.uid
+    own = os.readlink(f"/proc/{learner.pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    enter = (  # setns, not nsenter: an exec between entering the user namespace and setuid drops the capabilities
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"fds = [os.open(f'/proc/{learner.pid}/ns/{{ns}}', os.O_RDONLY) for ns in {['pid'] + (['user'] if own else []) + ['ipc', 'mnt']}]\n"
+        "for fd in fds:\n"
+        "    if libc.setns(fd, 0) != 0:\n"
+        "        raise OSError(ctypes.get_errno(), fd)\n"
+        f"{'' if own else 'os.setgroups([])'}\n"
+        f"os.setresgid({uid}, {uid}, {uid}); os.setresuid({uid}, {uid}, {uid})\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        f"    os.execv('/usr/bin/python3', ['python3', '-c', {code!r}])\n"
+        "os.waitpid(pid, 0)\n")
+    done = subprocess.run(["/usr/bin/python3", "-c", enter], capture_output=True, text=True, timeout=30)
+    return done.stdout.strip() or done.stderr.strip()[-300:]
+
+
+@root_only
+def test_ipc_objects_and_keys_a_learner_leaves_are_not_seen_by_the_next(fresh):
+    """Is every IPC object and key (SysV shm, msg, sem, a POSIX mqueue, user and named
+    keyrings) an escaped learner's process leaves gone for the next learner's processes?"""
+    from test_learner_bounds import IPC
+    assert graded_right()
+    thread, learner = replay_slowly()
+    left = inside_learner(learner, IPC + "print(leave(), found())")
+    thread.join()
+    assert left.startswith("[True, True, True, True, True, True, True]") and "user key" in left, left
+    assert score.score("ex2", thread.collector, thread.done["errors"]["ex2"])["logits"].ok
+    thread, learner = replay_slowly()
+    seen = inside_learner(learner, IPC + "print(found())")
+    thread.join()
+    assert seen == "[]", f"the next learner's processes found {seen}"
+    assert score.score("ex2", thread.collector, thread.done["errors"]["ex2"])["logits"].ok
+
+
+@root_only
+def test_a_learners_processes_are_in_a_memory_cgroup_of_their_own_gone_after(fresh):
+    """Is a learner's replay (its learner process and exercise children) in a memory cgroup of
+    its own, limited to the learner's bound, and is the cgroup gone after the learner?"""
+    from autograder.grader import cgroup
+    if cgroup.base() is None:
+        pytest.skip("no writable memory cgroup here")
+    assert graded_right()
+    thread, learner = replay_slowly()
+    version, _ = cgroup.base()
+
+    def memory_cgroup(pid):
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                _, names, path = line.rstrip("\n").split(":", 2)
+                if (version == 2 and names == "") or (version == 1 and "memory" in names.split(",")):
+                    return path
+    deadline = time.monotonic() + 5  # the learner's process waits for its jobs until the grader moved it
+    while not os.path.basename(mine := memory_cgroup(learner.pid)).startswith("ninja-learner-") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    path = (cgroup.V1 if version == 1 else cgroup.V2) + mine
+    limit = open(os.path.join(path, "memory.limit_in_bytes" if version == 1 else "memory.max")).read().strip()
+    thread.join()
+    assert os.path.basename(path).startswith("ninja-learner-") and mine != memory_cgroup(server_process()[1].pid)
+    assert int(limit) == sandbox.LEARNER["memory_bytes"]
+    assert not os.path.exists(path), "the learner's cgroup outlived it"
+    assert score.score("ex2", thread.collector, thread.done["errors"]["ex2"])["logits"].ok
+
+
+@root_only
+@pytest.mark.parametrize("where, cap", [("/tmp", "tmp_bytes"), ("/dev/shm", "shm_bytes")])
+def test_an_escaped_learner_writing_512_mib_is_stopped_at_the_cap(fresh, where, cap):
+    """Is 512 MiB written into the replay sandbox's /tmp or /dev/shm stopped at the folder's
+    cap, and does the next learner keep every point?"""
+    assert graded_right()
+    writer, _ = escaped(f"for i in $(seq 32); do head -c 16777216 /dev/zero > {where}/fill-$i || break; done")
+    writer.wait(60)
+    _, out = escaped(f"du -sk {where} | cut -f1")
+    assert out and int(out.split()[-1]) * 1024 <= sandbox.LEARNER[cap], f"{out} KiB in {where}"
+    assert graded_right(), "the next learner lost points"

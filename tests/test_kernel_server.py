@@ -148,3 +148,40 @@ def test_a_server_for_another_environment_or_interpreter_is_started_anew(folder,
     second = server_pid()
     printed, forked, _ = run(["import os; print(os.environ.get('NBGRADER_EXECUTION'))"], folder)
     assert forked and printed == ["autograde"] and server_pid() == second
+
+
+def test_each_kernel_is_in_a_memory_cgroup_of_its_own_gone_after_it(folder):
+    """Is each kernel (forked from the server, or in a sandbox of its own beside it) in a memory
+    cgroup of its own, limited to the learner's bound, and is that cgroup gone after it?"""
+    from autograder.grader import cgroup
+    from conftest import is_kernel
+    if cgroup.base() is None:
+        pytest.skip("no writable memory cgroup here")
+    version, base = cgroup.base()
+    limit_file = "memory.limit_in_bytes" if version == 1 else "memory.max"
+
+    def cgroups():
+        found = {}
+        for name in os.listdir(base):
+            path = os.path.join(base, name)
+            if name.startswith("ninja-learner-") and os.path.isdir(path):
+                pids = [int(p) for p in open(os.path.join(path, "cgroup.procs")).read().split()]
+                found[name] = ([p for p in pids if psutil.pid_exists(p) and is_kernel(psutil.Process(p))],
+                               int(open(os.path.join(path, limit_file)).read()))
+        return found
+    before = set(cgroups())
+    nb = new_notebook(cells=[new_code_cell("print('outer')")])
+    outer = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,
+                           resources={"metadata": {"path": str(folder)}})
+    with outer.setup_kernel():
+        assert isinstance(outer.km.provisioner.process, sandbox.ForkedKernel)
+        inner = NotebookClient(new_notebook(cells=[new_code_cell("print('inner')")]), timeout=60,
+                               kernel_manager_class=sandbox.SandboxedKernelManager, resources={"metadata": {"path": str(folder)}})
+        with inner.setup_kernel():
+            assert not isinstance(inner.km.provisioner.process, sandbox.ForkedKernel)
+            during = {k: v for k, v in cgroups().items() if k not in before}
+        outer.execute_cell(nb.cells[0], 0)
+    assert len(during) == 2, during
+    assert all(kernels and limit == sandbox.LEARNER["memory_bytes"] for kernels, limit in during.values()), during
+    sandbox.kernel_servers.stop()
+    assert not set(cgroups()) & set(during), "a kernel's cgroup outlived it"

@@ -22,7 +22,11 @@ stderr file) and checks that both held; if not, it exits and the grader starts a
 No process of one learner can reach another's memory: the server makes itself (and so every
 process it forks) non-dumpable before the first fork, so no process of the same user may
 ptrace it or open its /proc/<pid>/mem, fd/ or environ; and no folder on its module path is
-writable. Outside a sandbox (bwrap missing) it sweeps nothing and serves one learner only.
+writable. Each learner process isolates itself first (isolate(): its own user, IPC and mount
+namespaces and session keyring, so no IPC object or key of one learner reaches the next) and
+waits for its jobs until the grader moved it into the learner's memory cgroup. Outside a
+sandbox (bwrap missing), or where unprivileged user namespaces are refused, it sweeps nothing
+and serves one learner only.
 
 It holds no reference gradient, no hidden case's definition and no gradient code: the true
 value of a gradient reaches a child only after the learner's answer for it has gone out.
@@ -114,14 +118,15 @@ def run_child(exercise, job, fd_in, fd_out):
 
 def serve(fd_in, fd_out, sandboxed=False):
     """Serve learners until the grader closes fd_in: for each {"op": "learner"}, fork a learner
-    process (learner()), wait for it, sweep, and answer {"op": "ready", "status", "clean"}."""
+    process (isolate(), then learner()), say {"op": "forked", "pid"}, wait for it, sweep, and
+    answer {"op": "ready", "status", "clean"}."""
     from .. import forward, replay, score  # noqa: F401  (replay: the only module that executes learner code)
     from . import detect, restricted  # noqa: F401  (all imported once, before any fork)
     import torch.nn.functional  # noqa: F401
     replay.LANGUAGE = restricted  # answers run in RestrictedPython here
     torch.set_num_threads(1)
     restricted.compile_answer("x = 1", "<warm-up>")
-    sandboxed = sandboxed and in_own_sandbox()
+    sandboxed = sandboxed and in_own_sandbox() and isolation_works()  # else one learner per server
     seal()
     gc.freeze()  # what is imported stays put: no collection in a fork copies the whole heap
     send(fd_out, {"op": "ready", "status": 0, "clean": True, "persistent": sandboxed})
@@ -132,9 +137,12 @@ def serve(fd_in, fd_out, sandboxed=False):
         pid = os.fork()
         if pid == 0:
             try:
+                if sandboxed:
+                    isolate()
                 learner(fd_in, fd_out)
             finally:
                 _exit(70)  # never back into the server's loop
+        send(fd_out, {"op": "forked", "pid": pid})  # the grader moves it into the learner's cgroup, then sends the jobs
         _, status = os.waitpid(pid, 0)
         clean = sweep() if sandboxed else False
         send(fd_out, {"op": "ready", "status": status, "clean": clean, "persistent": sandboxed})
@@ -176,6 +184,64 @@ def seal():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
     sys.path[:] = [p for p in sys.path if p and os.path.isabs(p) and not os.access(p, os.W_OK)]
     sys.path_importer_cache.clear()
+
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
+SYSCALLS = {"x86_64": {"keyctl": 250}, "aarch64": {"keyctl": 219}}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def isolate(work=None, work_bytes=None):
+    """In a learner's process, before any of its code: a user namespace of its own (this user
+    mapped to itself, no capabilities) with an IPC and a mount namespace of its own, and a new
+    session keyring. So no System V shared memory, message queue or semaphore set, POSIX
+    message queue or key (user, session, persistent or named keyring) of one learner is seen
+    by the next, and all are freed when the learner's last process ends. With `work`, that
+    folder becomes a tmpfs of `work_bytes` holding a copy of what it held (the grader's own copy
+    on its disk is left as it was). Raises OSError if any step fails."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result, what):
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what} failed")
+    uid, gid = os.getuid(), os.getgid()
+    check(libc.unshare(CLONE_NEWUSER | CLONE_NEWIPC | CLONE_NEWNS), "unshare")
+    check(libc.prctl(4, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE, 1)")  # /proc/self/*_map are then this user's
+    try:
+        for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        if work:
+            source = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                options = f"size={work_bytes},nr_inodes=10000,mode=0755".encode()
+                check(libc.mount(b"tmpfs", os.fsencode(work), b"tmpfs", 2 | 4 | 8, options), "mount")  # nosuid, nodev, noexec
+                try:
+                    shutil.copytree(f"/proc/self/fd/{source}", work, symlinks=True, dirs_exist_ok=True)
+                except shutil.Error:
+                    pass  # a file it cannot read: its own loss
+            finally:
+                os.close(source)
+        keyctl = SYSCALLS[os.uname().machine]["keyctl"]
+        if libc.syscall(keyctl, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+            raise OSError(ctypes.get_errno(), "keyctl(KEYCTL_JOIN_SESSION_KEYRING) failed")
+        header, caps = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()  # _LINUX_CAPABILITY_VERSION_3
+        check(libc.capset(header, caps), "capset")  # none of the capabilities the namespace gave
+    finally:
+        check(libc.prctl(4, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE, 0)")
+
+
+def isolation_works():
+    """Whether isolate() works here (unprivileged user namespaces allowed): tried in a fork."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            isolate()
+            code = 0
+        finally:
+            _exit(code)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 WRITABLE = ("/tmp", "/dev/shm")  # and the working folder: where a child may leave files

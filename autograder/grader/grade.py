@@ -423,6 +423,9 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
         if broken:  # the grader's own failure: no learner may be scored for it
             print(f"error: the trusted grader cannot run, so nothing was graded: {broken}", file=sys.stderr)
             return 2
+        if local is not None:
+            from .cgroup import describe
+            print(f"bounds: {describe()}")
     if args.scores_only:
         todo = everyone
         pack = jobs.make_pack(root, assignment, "scores", setting, course.points(root, assignment), trusted=True)

@@ -13,8 +13,13 @@ in its sandbox, empties /tmp, /dev/shm and its own folder (child.sweep) and says
 held; if not, it exits and the grader starts a fresh one. Before the first fork it makes
 itself non-dumpable (child.seal), so no kernel, though the same user, may ptrace it or open
 its /proc/<pid>/mem or fd/. A kernel may still kill or stop it: that ends its own kernel only
-(the grader's deadlines then replace the server). Outside bubblewrap's PID namespace it
-sweeps nothing and serves one kernel only.
+(the grader's deadlines then replace the server). Outside bubblewrap's PID namespace, or
+where unprivileged user namespaces are refused, it sweeps nothing and serves one kernel only.
+
+Each kernel starts only once the grader moved it into the learner's memory cgroup (it says
+{"op": "forked"} and waits for {"op": "go"}), then isolates itself (child.isolate): its own
+user, IPC and mount namespaces and session keyring (no IPC object or key outlives it), and
+its working folder a size-capped tmpfs holding its copy of the submission.
 
 What differs from a kernel started afresh: matplotlib read its configuration and built its
 font list in the server (a matplotlibrc in the learner's folder is not read), and Python's
@@ -29,7 +34,7 @@ import select
 import signal
 import sys
 
-from .child import in_own_sandbox, main, seal, sweep
+from .child import in_own_sandbox, isolate, isolation_works, main, seal, sweep
 from .wire import receive, send
 
 LIMITS = {"cpu_seconds": resource.RLIMIT_CPU, "memory_bytes": resource.RLIMIT_AS,
@@ -55,12 +60,13 @@ def preload():
 
 
 def serve(fd_in, fd_out, sandboxed=False):
-    """Fork a kernel for each {"op": "kernel", ...} (become()), relay the grader's signals to it,
+    """Fork a kernel for each {"op": "kernel", ...} (become()), say {"op": "forked", "pid"} and
+    let it start on the grader's {"op": "go"}, relay the grader's signals to it,
     report {"op": "exited", "status"} when it ends, sweep, and say {"op": "ready", "clean"}."""
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # as ipykernel_launcher does; the kernel puts its folder back
     preload()
-    sandboxed = sandboxed and in_own_sandbox()
+    sandboxed = sandboxed and in_own_sandbox() and isolation_works()  # else one kernel per server
     seal()
     gc.freeze()  # the imports stay put: no collection in a kernel copies the whole heap
     send(fd_out, {"op": "ready", "clean": True, "persistent": sandboxed})
@@ -68,15 +74,24 @@ def serve(fd_in, fd_out, sandboxed=False):
         msg = receive(fd_in, limit=1 << 16)
         if not isinstance(msg, dict) or msg.get("op") != "kernel":
             return
+        go_r, go_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
                 os.close(fd_in)
                 os.close(fd_out)
-                code = become(msg)
+                os.close(go_w)
+                if os.read(go_r, 1) == b"g":  # once the grader moved it into the learner's cgroup
+                    code = become(msg, sandboxed)
             finally:
                 os._exit(code)  # never back into the server's loop
+        os.close(go_r)
+        send(fd_out, {"op": "forked", "pid": pid})
+        go = receive(fd_in, limit=4096)
+        if isinstance(go, dict) and go.get("op") == "go":
+            os.write(go_w, b"g")
+        os.close(go_w)
         status = watch(pid, fd_in)
         send(fd_out, {"op": "exited", "status": status})
         clean = sweep() if sandboxed else False
@@ -109,11 +124,13 @@ def watch(pid, fd_in):
         os.close(pidfd)
 
 
-def become(msg):
+def become(msg, isolated=True):
     """In the forked process: become `python -m ipykernel_launcher *msg["argv"]` (-f, the
-    connection file, ...) in msg["cwd"], with msg["env"] and msg["limits"]; the exit code when
-    the kernel ends."""
+    connection file, ...) in msg["cwd"] (a tmpfs of msg["work_bytes"] if `isolated`: see
+    child.isolate), with msg["env"] and msg["limits"]; the exit code when the kernel ends."""
     os.setsid()  # a session and process group of its own, as jupyter_client starts a kernel
+    if isolated:
+        isolate(msg["cwd"], int(msg["work_bytes"]))
     ctypes.CDLL(None).prctl(15, b"ipykernel", 0, 0, 0)  # PR_SET_NAME: what ps and top call it
     for name, value in msg["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value + 5) if name == "cpu_seconds" else (value, value))

@@ -8,6 +8,7 @@ autograder package only (not the course's source/, gradebook or submissions), an
 writable scratch folder.
 """
 import atexit
+import ctypes
 import fcntl
 import itertools
 import os
@@ -32,14 +33,36 @@ except ImportError:  # a learner's install: no kernels to sandbox here
     AsyncKernelManager = object
 
 from .. import data, score
+from . import cgroup as cgroups
 from . import wire
 
 PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner side included
-# Limits per learner process, in one place. `processes` counts threads too, per sandbox user.
+# The bounds on learner code, in one place. A learner is one replay (the fork server's learner
+# process and its exercises' children) or one notebook's kernel and all it starts.
+#
+# | What                          | Bound (replay / kernel)   | How                                        |
+# |-------------------------------|---------------------------|--------------------------------------------|
+# | memory, all processes at once | 6 GiB (LEARNER)           | a memory cgroup per learner (cgroup.py),   |
+# |                               |                           | swap included; tmpfs pages count too       |
+# | memory, one process           | 6 GiB / 6 GiB             | RLIMIT_AS (the only bound without cgroup)  |
+# | processes and threads         | 64 / 128                  | RLIMIT_NPROC of the sandbox's own user     |
+# | CPU time, one process         | 60 s / 600 s              | RLIMIT_CPU (per exercise child: 60 s)      |
+# | wall time                     | 120 s / nbgrader's        | the grader's deadline                      |
+# | one file written              | 64 MiB                    | RLIMIT_FSIZE                               |
+# | open files                    | 256                       | RLIMIT_NOFILE                              |
+# | /tmp, /dev/shm                | 256 MiB each (LEARNER)    | size-capped tmpfs (bwrap --size), swept    |
+# | the kernel's working folder   | 384 MiB, 10000 files      | a tmpfs in the kernel's mount namespace,   |
+# |                               |                           | its copy of the submission inside          |
+# | IPC objects, keys             | the learner's own         | user+IPC namespace and session keyring per |
+# |                               |                           | learner (child.isolate): gone with it      |
+# Without a writable memory cgroup (logged once) memory is bounded per process only; without
+# unprivileged user namespaces a server serves one learner (a fresh sandbox each).
 LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
               processes=64, statement_seconds=10, open_files=256)
 KERNEL_LIMITS = dict(cpu_seconds=600, memory_bytes=6 * 2**30, file_bytes=64 * 2**20, processes=128, open_files=256)
 KERNEL_COPY = dict(files=1000, bytes=256 * 2**20)  # what of a submission's folder the kernel gets
+LEARNER = dict(memory_bytes=6 * 2**30, tmp_bytes=256 * 2**20, shm_bytes=256 * 2**20,
+               work_bytes=KERNEL_COPY["bytes"] + 128 * 2**20)
 # The environment of a sandboxed process: these of the grader's variables, nothing else.
 KERNEL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
               "BACKPROP_NINJA_TRUSTED", "BACKPROP_NINJA_NAMES", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY")
@@ -101,7 +124,8 @@ def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
         args = [bwrap, "--unshare-all", "--cap-drop", "ALL"]
     args += ["--die-with-parent", "--new-session",
              "--unsetenv", "JPY_PARENT_PID",  # ipykernel would take pid 1 (bwrap) as its parent gone
-             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(LEARNER["shm_bytes"]), "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--size", str(LEARNER["tmp_bytes"]), "--tmpfs", "/tmp"]
     # the folders above each bound path, traversable (the machine's may not be: /root is 0700)
     parents = sorted({str(q) for p in ro + rw for q in Path(p).parents if str(q) not in ("/", "/tmp")},
                      key=lambda q: q.count("/"))
@@ -123,11 +147,19 @@ def _python(path):
     return os.path.abspath(path) if os.sep in path else path
 
 
-def _limiter(limits, session=True):
-    """A function run in the child before exec: a session of its own and the limits."""
+def _limiter(limits, session=True, cgroup=None):
+    """A function run in the child before exec: a session of its own (and a session keyring of
+    its own, not the grader's), the learner's cgroup if any, and the limits."""
+    from .child import KEYCTL_JOIN_SESSION_KEYRING, SYSCALLS
+    keyctl, libc = SYSCALLS.get(os.uname().machine, {}).get("keyctl"), ctypes.CDLL(None)
+
     def limit():
         if session:
             os.setsid()
+        if keyctl is not None:
+            libc.syscall(keyctl, KEYCTL_JOIN_SESSION_KEYRING, None)
+        if cgroup is not None:
+            cgroup.add(os.getpid())
         resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 5))  # SIGXCPU, then KILL
         resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
@@ -185,6 +217,7 @@ class _Spawned:
     pair (wire.py), its stderr in a file nowhere on disk (nothing is left if this process dies).
     Closed once: killed with everything in its sandbox, its pipes closed."""
     scratch = None  # a folder of its own on the machine, removed with it
+    bound = None  # the memory cgroup of the learner it serves now (cgroup.Learner)
 
     def _spawn(self, module, prefix, python, env, cwd, limits, python_args=()):
         child_in, self.to_child = os.pipe()    # the grader writes, the child reads
@@ -212,9 +245,45 @@ class _Spawned:
             except ProcessLookupError:
                 pass
             self.proc.wait()
+            self.release()
         self.stderr.close()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def enter(self, deadline):
+        """After asking the server for a learner's process: a memory cgroup for the learner, and
+        the process the server says it forked ({"op": "forked", "pid"}) moved into it before it
+        runs any of the learner's code. Raises _NotStarted if the server did not say so."""
+        msg = wire.receive(self.from_child, deadline, 4096)
+        pid = msg.get("pid") if isinstance(msg, dict) and msg.get("op") == "forked" else None
+        if not isinstance(pid, int) or pid <= 0:
+            raise _NotStarted("the server did not fork a process for the learner")
+        self.release()
+        self.bound = cgroups.Learner(LEARNER["memory_bytes"])
+        if self.bound.path:
+            host = self.host_pid(pid)
+            if host is None:
+                raise _NotStarted("the learner's process was not found")
+            self.bound.add(host)
+
+    def host_pid(self, pid):
+        """The pid, as this process sees it, of the sandbox's process `pid` (as the server saw it)."""
+        import psutil
+        for process in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                with open(f"/proc/{process.pid}/status") as f:
+                    nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+            except (OSError, StopIteration):
+                continue
+            if nspid[-1:] == [str(pid)]:
+                return process.pid
+        return None
+
+    def release(self):
+        """The learner's cgroup, with whatever is left in it, removed."""
+        if self.bound is not None:
+            bound, self.bound = self.bound, None
+            bound.close()
 
 
 class Server(_Spawned):
@@ -228,7 +297,7 @@ class Server(_Spawned):
     @staticmethod
     def wanted():
         """What a server is started from: the sandbox's command line, the limits, the Python."""
-        return bwrap_prefix, tuple(sorted(LIMITS.items())), sys.executable
+        return bwrap_prefix, tuple(sorted(LIMITS.items())), tuple(sorted(LEARNER.items())), sys.executable
 
     def __init__(self):
         self.key = self.wanted()
@@ -271,6 +340,7 @@ class Server(_Spawned):
         results, ended, started = {}, False, False
         try:
             wire.send(self.to_child, {"op": "learner"}, deadline)
+            self.enter(deadline)
             wire.send(self.to_child, {"jobs": _detached(jobs), "statement_seconds": LIMITS["statement_seconds"],
                                       "child_seconds": LIMITS["cpu_seconds"]}, deadline)
             while not ended:
@@ -314,6 +384,8 @@ class Server(_Spawned):
             if not started:
                 raise _NotStarted(f"its results could not be read ({type(e).__name__})")
             raise SandboxError(f"its results could not be read ({type(e).__name__})")
+        finally:
+            self.release()
         if ended and set(results) == set(jobs):
             return results
         self.persistent = False
@@ -410,7 +482,7 @@ class KernelServer(_Spawned):
         """What a server is started from: the interpreter, the kernels' environment but what
         only their cells read (RUN_ENV), the sandbox's command line and the limits."""
         env = tuple(sorted((k, v) for k, v in env.items() if k not in RUN_ENV))
-        return python, env, bwrap_prefix, tuple(sorted(KERNEL_LIMITS.items()))
+        return python, env, bwrap_prefix, tuple(sorted(KERNEL_LIMITS.items())), tuple(sorted(LEARNER.items()))
 
     def _ready(self, deadline):
         msg = wire.receive(self.from_child, deadline, 4096)
@@ -418,6 +490,7 @@ class KernelServer(_Spawned):
             raise wire.WireError("the kernel server did not say it was ready")
         self.idle = msg.get("clean") is True
         self.persistent = self.persistent or msg.get("persistent") is True
+        self.release()  # the last kernel's cgroup: it ended, and the server swept
 
     def usable(self, python, env):
         """Whether this server may fork the next kernel (after the last one's sweep)."""
@@ -435,8 +508,11 @@ class KernelServer(_Spawned):
         holds a Popen), or None if the server cannot take it."""
         try:
             wire.send(self.to_child, {"op": "kernel", "cwd": cwd, "env": env, "argv": list(argv),
-                                      "limits": dict(KERNEL_LIMITS)}, time.monotonic() + 5)
-        except (OSError, TimeoutError):
+                                      "limits": dict(KERNEL_LIMITS), "work_bytes": LEARNER["work_bytes"]},
+                      time.monotonic() + 5)
+            self.enter(time.monotonic() + 10)
+            wire.send(self.to_child, {"op": "go"}, time.monotonic() + 5)
+        except (OSError, TimeoutError, wire.WireError, _NotStarted):
             return None
         self.idle = False
         return ForkedKernel(self)
@@ -700,12 +776,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         # a crash's dump) never reaches the grader's terminal or log: its outputs come over
         # Jupyter's messages, which SandboxedExecute caps
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
-        kw["preexec_fn"] = _limiter(KERNEL_LIMITS, session=False)  # jupyter_client starts its session
+        self._bound = cgroups.Learner(LEARNER["memory_bytes"])
+        kw["preexec_fn"] = _limiter(KERNEL_LIMITS, session=False, cgroup=self._bound)  # jupyter_client starts its session
         return await super()._async_launch_kernel(prefix + [_python(kernel_cmd[0]), *kernel_cmd[1:]], **kw)
 
     async def _async_cleanup_resources(self, restart=False):
         await super()._async_cleanup_resources(restart)
         if not restart:
+            if getattr(self, "_bound", None) is not None:
+                self._bound.close()
             for path in [getattr(self, "_sockets", None), getattr(self, "_work", None)]:
                 if path:
                     shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""One learner's bounds hold across its processes and end with it (sandbox.LEARNER): is nothing
+a learner's kernel leaves in IPC or keyrings visible to the next kernel forked from the same
+server, are its memory, /tmp, /dev/shm and working folder capped as a whole, and are the
+grader and the next learner fine after a learner hit a cap? Each test runs cells in real
+kernels, as nbgrader's Execute does; the learner's code there is unrestricted Python."""
+import os
+
+import psutil
+import pytest
+from nbclient.exceptions import DeadKernelError
+
+from autograder.grader import cgroup, sandbox
+from test_kernel_server import run, server_pid
+
+pytestmark = pytest.mark.skipif(not sandbox.shutil.which("bwrap"), reason="the kernel server runs under bubblewrap")
+MiB = 2**20
+
+# System V shared memory, message queue and semaphore set, a POSIX message queue, and keys in
+# the user keyring, the session keyring and a named session keyring, all by fixed names
+IPC = r'''
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+KEY, ADD_KEY, KEYCTL, SEARCH, JOIN, LINK, SETPERM = 0x4242, 248, 250, 10, 1, 8, 5
+def leave():
+    made = [libc.shmget(KEY, 1 << 20, 0o1666) >= 0, libc.msgget(KEY, 0o1666) >= 0,
+            libc.semget(KEY, 1, 0o1666) >= 0,
+            libc.mq_open(b"/ninja-left", os.O_CREAT | os.O_RDWR, 0o666, None) >= 0]
+    made += [libc.syscall(ADD_KEY, b"user", b"ninja-left", b"x", 1, ring) > 0 for ring in (-4, -3)]
+    named = os.fork()
+    if named == 0:  # a named session keyring with a key in it, linked into the user keyring
+        ring = libc.syscall(KEYCTL, JOIN, b"ninja-named")
+        libc.syscall(KEYCTL, SETPERM, ring, 0x3f3f0000)  # its user may join it by name
+        libc.syscall(KEYCTL, LINK, ring, -4)
+        os._exit(0 if libc.syscall(ADD_KEY, b"user", b"ninja-left", b"x", 1, -3) > 0 else 1)
+    made.append(os.waitpid(named, 0)[1] == 0)
+    return made
+def found():
+    seen = {"shm": libc.shmget(KEY, 0, 0) >= 0, "msg": libc.msgget(KEY, 0) >= 0,
+            "sem": libc.semget(KEY, 0, 0) >= 0, "mqueue": libc.mq_open(b"/ninja-left", os.O_RDONLY) >= 0,
+            "user key": libc.syscall(KEYCTL, SEARCH, -4, b"user", b"ninja-left", 0) > 0,
+            "session key": libc.syscall(KEYCTL, SEARCH, -3, b"user", b"ninja-left", 0) > 0}
+    for name in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{name}") as f:
+            seen[f"any {name}"] = len(f.read().splitlines()) > 1
+    named = os.fork()
+    if named == 0:
+        libc.syscall(KEYCTL, JOIN, b"ninja-named")
+        os._exit(0 if libc.syscall(KEYCTL, SEARCH, -3, b"user", b"ninja-left", 0) > 0 else 1)
+    seen["named keyring's key"] = os.waitpid(named, 0)[1] == 0
+    return sorted(k for k, v in seen.items() if v)
+'''
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    sandbox.kernel_servers.stop()
+    yield tmp_path
+    sandbox.kernel_servers.stop()
+
+
+def test_ipc_objects_and_keys_a_kernel_leaves_are_not_seen_by_the_next(folder):
+    """Is every IPC object and key one kernel leaves gone for the next kernel of the same server?"""
+    left, forked, _ = run([IPC, "print(leave(), found())"], folder)
+    assert forked
+    assert left[1] == "[True, True, True, True, True, True, True] " + str(
+        ["any msg", "any sem", "any shm", "mqueue", "msg", "named keyring's key", "sem", "session key", "shm", "user key"]
+    ), "the probe could not leave (or find in its own kernel) all it should"
+    server = server_pid()
+    seen, forked, _ = run([IPC, "print(found())"], folder)
+    assert forked and server_pid() == server, "the same server forked the next kernel"
+    assert seen[1] == "[]", f"the next kernel found {seen[1]}"
+
+
+def test_three_processes_of_a_third_of_the_bound_cannot_all_hold_it(folder):
+    """Is one kernel's memory bounded across its processes (three of 0.35 x the bound each fail
+    to all hold it), and are the grader and the next kernel fine after it?"""
+    if cgroup.base() is None:
+        pytest.skip("no writable memory cgroup here: memory is bounded per process only")
+    size = int(sandbox.LEARNER["memory_bytes"] * 0.35) // MiB * MiB  # 2.1 GiB of 6 GiB
+    hold = (f"import sys, time; block = b'x' * {size}; print('held', flush=True); "
+            "sys.stdin.read()")  # holds its memory until the cell ends
+    cell = ("import subprocess, sys, time\n"
+            f"procs = [subprocess.Popen([sys.executable, '-c', {hold!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(3)]\n"
+            "held = [p.stdout.readline().strip() for p in procs]\n"
+            "print(held.count('held'))\n"
+            "for p in procs:\n"
+            "    p.kill()")
+    try:
+        printed, forked, _ = run([cell], folder, timeout=120)
+        assert forked
+        assert printed[0] in ("0", "1", "2"), f"{printed[0]} processes of {size // MiB} MiB held their memory"
+    except DeadKernelError:  # the kernel itself was the one the cgroup's OOM killer took
+        pass
+    assert psutil.Process().is_running()
+    again, forked, _ = run(["print(6 * 7)"], folder)
+    assert again == ["42"] and forked, "the next kernel runs"
+
+
+WRITE = ("import os\n"
+         "def fill(folder, total={total}, chunk={chunk}):\n"
+         "    written = 0\n"
+         "    block = b'x' * (1 << 20)\n"
+         "    try:\n"
+         "        for i in range(total // chunk):\n"
+         "            with open(os.path.join(folder, f'fill-{{i}}'), 'wb') as f:\n"
+         "                for _ in range(chunk >> 20):\n"
+         "                    f.write(block); f.flush(); written += 1 << 20\n"
+         "    except OSError as e:\n"
+         "        return written, e.errno\n"
+         "    return written, 0\n")
+
+
+@pytest.mark.parametrize("where, cap", [("/tmp", "tmp_bytes"), ("/dev/shm", "shm_bytes"), (".", "work_bytes")])
+def test_writing_512_mib_is_stopped_at_the_folders_cap(folder, where, cap):
+    """Is a kernel's writing of 512 MiB into /tmp, /dev/shm or its working folder stopped at
+    that folder's cap, leaving the grader's disk and the next kernel alone?"""
+    before = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    printed, forked, _ = run([WRITE.format(total=512 * MiB, chunk=16 * MiB), f"print(fill({where!r}))"], folder, timeout=120)
+    assert forked
+    written, errno = eval(printed[1])
+    assert errno == 28 and written <= sandbox.LEARNER[cap], f"{written // MiB} MiB written into {where} (errno {errno})"
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) == before
+    again, forked, _ = run([WRITE.format(total=128 * MiB, chunk=16 * MiB), f"print(fill({where!r}))"], folder)
+    assert forked and again[1] == f"({128 * MiB}, 0)", "the next kernel has the folder's room back"
