@@ -61,3 +61,7 @@ c.HTMLExporter.preprocessors = ["autograder.grader.pages.SafeHTML"]
 from autograder.grader.pages import protect_formgrader  # noqa: E402
 
 protect_formgrader()
+
+# `nbgrader export` writes nbgrader's CSV with every text cell inert: a student id or a name that
+# starts with `=` is no formula, no control character reaches the file (autograder/grader/export.py)
+c.ExportApp.plugin_class = "autograder.grader.export.NeutralCsvExport"
