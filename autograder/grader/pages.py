@@ -170,7 +170,8 @@ FEEDBACK_POLICY = ("default-src 'none'; img-src data:; font-src data:; style-src
 def with_policy(page, policy=FEEDBACK_POLICY):
     """The page with a Content-Security-Policy <meta> first in its head (first in the page if it
     has no head), before anything in it could load."""
-    meta = f'<meta http-equiv="Content-Security-Policy" content="{html.escape(policy)}">'
+    content = html.escape(policy, quote=False).replace('"', "&quot;")  # its quotes ' as they are
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{content}">'
     head = re.search(r"<head\b[^>]*>", page, re.I)
     return page[:head.end()] + "\n" + meta + page[head.end():] if head else meta + "\n" + page
 
