@@ -2,6 +2,8 @@
 CSV of nbgrader's CsvExportPlugin, the same columns and rows, written by the csv module (a name
 with a comma stays in its column) with every text cell inert (neutral.cell: a student id or a
 name that starts with `=` is not a formula, no control character) and the scores as numbers."""
+import csv
+
 from nbgrader.api import MissingEntry
 from nbgrader.plugins import CsvExportPlugin
 
@@ -15,7 +17,6 @@ class NeutralCsvExport(CsvExportPlugin):
     """nbgrader's CSV export, each cell through neutral.cell."""
 
     def export(self, gradebook):
-        import csv
         dest = self.to or "grades.csv"
         students = [str(s) for s in self.student]
         assignments = [str(a) for a in self.assignment]
