@@ -69,6 +69,10 @@ from autograder.grader.pages import protect_formgrader  # noqa: E402
 
 protect_formgrader()
 
+# `nbgrader export` writes nbgrader's CSV with every text cell inert: a student id or a name that
+# starts with `=` is no formula, no control character reaches the file (autograder/grader/export.py)
+c.ExportApp.plugin_class = "autograder.grader.export.NeutralCsvExport"
+
 # Deadlines, through nbgrader's own mechanisms: set the due date in the gradebook
 # (`nbgrader db assignment add backprop_ninja --duedate "2026-12-01 17:00:00 UTC"`); a notebook
 # whose timestamp.txt is later loses per_day of its score for every day or part of a day late

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import data
+from . import neutral
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "backprop_ninja"
@@ -110,5 +111,5 @@ def score_table(table, handed_in=None):
         cells = "".join(f"{row[nb][0]:>11g} / {row[nb][1]:<4g}" if nb in mine else f"{'-':>13s}{'':5s}"
                         for nb in notebooks)
         total, most = sum(s for s, _ in row.values()), sum(m for _, m in row.values())
-        lines.append(f"{student:28s}{cells}{total:>6g} / {most:<4g}")
+        lines.append(f"{neutral.text(student):28s}{cells}{total:>6g} / {most:<4g}")
     return "\n".join(lines)

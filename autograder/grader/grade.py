@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import course, jobs
+from . import course, jobs, neutral
 from ..exercises import EXERCISES
 
 # Seconds one worker takes for one learner (benchmarks/bench.py, README), and to start: the
@@ -356,11 +356,22 @@ class ClusterWorkers:
 
 class Progress(tqdm):
     """tqdm whose ETA, until as many learners have finished as run at once, comes from an
-    estimate of the whole run; then from the class's own pace."""
+    estimate of the whole run; then from the class's own pace. Where its file is no terminal
+    (a pipe, a log), a line each time a learner is done, with no carriage return to redraw it."""
 
-    def __init__(self, *args, estimate, trust_after, **kw):
+    def __init__(self, *args, estimate, trust_after, file=None, **kw):
         self.estimate, self.trust_after = estimate, trust_after
-        super().__init__(*args, smoothing=0, **kw)
+        self.terminal, self.shown = bool(getattr(file, "isatty", lambda: False)()), None
+        super().__init__(*args, smoothing=0, file=file, **kw)
+
+    def display(self, msg=None, pos=None):
+        if self.terminal or msg is not None or pos:
+            return super().display(msg, pos)
+        if self.n != self.shown:
+            self.shown = self.n
+            self.fp.write(f"{self}\n")
+            self.fp.flush()
+        return True
 
     @property
     def format_dict(self):
@@ -393,7 +404,7 @@ def main(argv=None):
     if args.student:
         unknown = [s for s in args.student if s not in everyone]
         if unknown:
-            p.error(f"no submission of {assignment} by {', '.join(unknown)}")
+            p.error(f"no submission of {assignment} by {neutral.listing(unknown)}")
         everyone = [s for s in everyone if s in args.student]
     trusted = bool(exercises_in(root, assignment))
     if args.scores_only and not trusted:
@@ -518,8 +529,8 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
             forget(root, [s for s in unfinished if marker(root, s, assignment).exists()
                           and marker(root, s, assignment).read_text() == GRADING], assignment)
         why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped: {e}"
-        print(f"\n{why}: graded {len(done)} of {len(todo)} learners" + (f" ({', '.join(done)})" if done else "")
-              + f"; not graded: {', '.join(unfinished)}."
+        print(f"\n{why}: graded {len(done)} of {len(todo)} learners" + (f" ({neutral.listing(done)})" if done else "")
+              + f"; not graded: {neutral.listing(unfinished)}."
               + (" No CSV written." if args.scores_only else
                  " Nothing of theirs was recorded: run the same command again to grade them."))
         return 130 if isinstance(e, KeyboardInterrupt) else 3
@@ -527,14 +538,16 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
         signal.signal(signal.SIGTERM, sigterm)
     if not args.scores_only:
         for s in failed:
-            print(f"--- the grader could not grade {s} (not the learner's fault; nothing recorded):\n{failed[s]}")
+            print(f"--- the grader could not grade {neutral.text(s)} (not the learner's fault; nothing recorded):\n"
+                  f"{neutral.text(failed[s], newlines=True)}")
         print_table(root, assignment, results, everyone)
         print(f"graded {len(todo) - len(failed)} of {len(todo)} learners" +
-              (f"; the grader failed for: {', '.join(failed)}" if failed else ""))
+              (f"; the grader failed for: {neutral.listing(failed)}" if failed else ""))
         return 1 if failed else 0
     write_scores(args.csv, [results[s]["rows"] for s in todo if s in results])
     for s in failed:
-        print(f"--- could not score {s} (the grader's failure, not the learner's; no row written): {failed[s]}")
+        print(f"--- could not score {neutral.text(s)} (the grader's failure, not the learner's; no row written): "
+              f"{neutral.text(failed[s], newlines=True)}")
     print_table(root, assignment, results, everyone)
     print(f"wrote {args.csv}: {len(todo) - len(failed)} learners, one row per graded item and a total per learner")
     return 1 if failed else 0
@@ -555,7 +568,8 @@ TABLE_ROWS = 40  # the end-of-run table is short: the rest is in the gradebook o
 
 def print_table(root, assignment, results, everyone):
     """The end of every run: learner, total, and the score of each exercise, for the learners
-    this run graded (full mode: from the gradebook; scores-only: from the rows)."""
+    this run graded (full mode: from the gradebook; scores-only: from the rows). Ids are whole
+    and inert (neutral.text); `-` where the learner did not submit the exercise's notebook."""
     names = {ex.notebook[:-6]: key for key, ex in EXERCISES.items()}
     table = {}
     if results and next(iter(results.values()))["mode"] == "scores":
@@ -568,28 +582,35 @@ def print_table(root, assignment, results, everyone):
         table = {s: {names.get(nb, nb): v for nb, v in book[s].items()} for s in results if s in book}
     if not table:
         return
+    handed_in = course.submitted(root, assignment)
     columns = sorted({c for row in table.values() for c in row})
-    head = f"{'learner':24s}{'total':>12s}" + "".join(f"{c:>10s}" for c in columns)
+    shown = {s: neutral.text(s) for s in sorted(table)[:TABLE_ROWS]}
+    width = max(len("learner"), *map(len, shown.values())) + 2
+    head = f"{'learner':{width}s}{'total':>12s}" + "".join(f"{neutral.text(c):>10s}" for c in columns)
+    notebook = {c: EXERCISES[c].notebook[:-6] if c in EXERCISES else c for c in columns}
     lines = [head, "-" * len(head)]
-    for s in sorted(table)[:TABLE_ROWS]:
+    for s, name in shown.items():
         row = table[s]
         total, most = sum(v for v, _ in row.values()), sum(m for _, m in row.values())
-        lines.append(f"{s[:23]:24s}{total:>7g} / {most:<3g}"
-                     + "".join(f"{row[c][0]:>10g}" if c in row else f"{'-':>10s}" for c in columns))
+        lines.append(f"{name:{width}s}{total:>7g} / {most:<3g}"
+                     + "".join(f"{row[c][0]:>10g}" if c in row and notebook[c] in handed_in.get(s, ())
+                               else f"{'-':>10s}" for c in columns))
     if len(table) > TABLE_ROWS:
         lines.append(f"... and {len(table) - TABLE_ROWS} more learners")
     print("\n".join(lines))
 
 
 def write_scores(path, per_learner):
-    """The scores CSV: one row per learner and graded item, then the learner's total."""
+    """The scores CSV: one row per learner and graded item, then the learner's total; every
+    text cell inert (neutral.cell)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student", "exercise", "item", "score", "points", "verdict"])
         for rows in per_learner:
-            w.writerows(rows)
+            w.writerows(neutral.row(r) for r in rows)
             if rows:
-                w.writerow([rows[0][0], "all", "total", sum(r[3] for r in rows), sum(r[4] for r in rows), ""])
+                w.writerow(neutral.row([rows[0][0], "all", "total", sum(r[3] for r in rows),
+                                        sum(r[4] for r in rows), ""]))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ nbgrader_config.py (formgrader's and the feedback's), makes the notebook safe fi
 
 - markdown cells are rendered to HTML here (math left as text, attachments inlined as images),
   then cleaned by bleach (nbconvert's own sanitiser) with an allowlist: text markup, tables,
-  details, images from data: or https: addresses, links to http(s) and mailto only; the result is
-  one HTML block, which nbconvert's markdown pass leaves as it is;
+  details, images as inline data (data: addresses) only, links to http(s) and mailto only; the
+  result is one HTML block, which nbconvert's markdown pass leaves as it is;
 - raw cells are shown as text;
 - outputs keep plain text, PNG, JPEG and GIF images, LaTeX and JSON as they are, HTML and
   Markdown cleaned as above; anything else (JavaScript, SVG, widgets, PDF, ...) is replaced by a
@@ -18,7 +18,10 @@ nbgrader_config.py (formgrader's and the feedback's), makes the notebook safe fi
 - the notebook's widget state (which would load the widget manager's scripts) is dropped.
 
 bleach escapes what it does not allow (it stays readable, as text), so nothing the learner wrote
-disappears silently. FeedbackExporter (scoped.py) calls the same function after drawing the math.
+disappears silently; an image from any other address (a tracking pixel) is not loaded: a short
+note with its address, as text, takes its place. No page loads anything from outside: the
+feedback page carries a Content-Security-Policy in its head (FEEDBACK_POLICY, set by
+scoped.FeedbackExporter) and formgrader's pages one in their headers (formgrader_policy). FeedbackExporter (scoped.py) calls the same function after drawing the math.
 """
 import html
 import re
@@ -27,6 +30,7 @@ from pathlib import Path
 import bleach
 import jinja2
 from bleach.css_sanitizer import CSSSanitizer
+from bleach.html5lib_shim import Filter
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors import Preprocessor
 
@@ -53,17 +57,33 @@ def _attribute_allowed(tag, name, value):
         return False
     if name == "href":
         return re.match(r"(https?:|mailto:|#)", value.strip(), re.I) is not None
-    if name == "src":
-        return re.match(r"https:", value.strip(), re.I) is not None or SAFE_IMAGE.match(value.strip()) is not None
+    if name == "src":  # for RemoteImages, which loads inline data only and names any other address
+        return True
     if name in ("width", "height", "colspan", "rowspan", "start"):
         return re.fullmatch(r"\d{1,5}(px|%)?", value.strip()) is not None
     return True
 
 
+class RemoteImages(Filter):
+    """After bleach's sanitiser: an image that is not inline data becomes a note naming its
+    address, as text (the page loads nothing from outside)."""
+
+    def __iter__(self):
+        for token in super().__iter__():
+            if token["type"] in ("StartTag", "EmptyTag") and token["name"] == "img":
+                src = (token.get("data") or {}).get((None, "src"), "").strip()
+                if not SAFE_IMAGE.match(src):
+                    yield {"type": "Characters", "data": f"[image not loaded: {src or 'no address'}]"}
+                    continue
+            yield token
+
+
 def clean_html(text):
-    """HTML with only the allowlisted tags, attributes, addresses and styles (the rest escaped)."""
-    return bleach.clean(text, tags=TAGS, attributes=_attribute_allowed, css_sanitizer=CSS,
-                        protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True)
+    """HTML with only the allowlisted tags, attributes, addresses and styles (the rest escaped),
+    images as inline data only (RemoteImages)."""
+    return bleach.Cleaner(tags=TAGS, attributes=_attribute_allowed, css_sanitizer=CSS,
+                          protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True,
+                          filters=[RemoteImages]).clean(text)
 
 
 def render_markdown(source, attachments=None):
@@ -141,6 +161,21 @@ class SafeHTML(Preprocessor):
         return nb, resources
 
 
+# What the feedback page may load: nothing but what it holds (its styles, inline data images and
+# fonts); no script, no address of any host (a <meta> cannot carry frame-ancestors).
+FEEDBACK_POLICY = ("default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inline'; "
+                   "base-uri 'none'; form-action 'none'")
+
+
+def with_policy(page, policy=FEEDBACK_POLICY):
+    """The page with a Content-Security-Policy <meta> first in its head (first in the page if it
+    has no head), before anything in it could load."""
+    content = html.escape(policy, quote=False).replace('"', "&quot;")  # its quotes ' as they are
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{content}">'
+    head = re.search(r"<head\b[^>]*>", page, re.I)
+    return page[:head.end()] + "\n" + meta + page[head.end():] if head else meta + "\n" + page
+
+
 # --- formgrader's pages ---------------------------------------------------------------------
 
 FORMGRADER_HANDLERS = "nbgrader.server_extensions.formgrader.handlers"
@@ -151,19 +186,25 @@ HANDLER = re.compile(r"""\son[a-z]+=(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)  
 def formgrader_policy(nonce, handlers=()):
     """The Content-Security-Policy of formgrader's pages: scripts from the server itself and
     formgrader's own (which carry the page's nonce, and the inline handlers of its templates, by
-    hash); no other inline script or handler, no plugins, frames or base URL."""
+    hash); no other inline script or handler, no plugins, frames or base URL; nothing fetched
+    from another host (images, media and fonts from the server or inline data, styles from the
+    server or the page, requests to the server only)."""
     hashes = "".join(f" 'sha256-{h}'" for h in sorted(handlers))
-    return (f"script-src 'self' 'nonce-{nonce}'" + (f" 'unsafe-hashes'{hashes}" if hashes else "") +
-            "; object-src 'none'; base-uri 'none'; frame-src 'none'; form-action 'self'; frame-ancestors 'self'")
+    return ("default-src 'self'; " + f"script-src 'self' 'nonce-{nonce}'" + (f" 'unsafe-hashes'{hashes}" if hashes else "") +
+            "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; media-src 'none'"
+            "; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-src 'none'; form-action 'self'"
+            "; frame-ancestors 'self'")
 
 
 def with_nonce(page, nonce):
     """Formgrader's view of a submission with the nonce on formgrader's own scripts: those
-    before the notebook (its header and navigation bar), never one inside it."""
+    before the notebook (its header and navigation bar) and from its own server (a nonce lets a
+    script come from any host: nbconvert's MathJax from a CDN does not run), never one inside it."""
     start = re.search(r'<div\b[^>]*\bid="notebook"', page)
     if start is None:  # not formgrader's page as known: no script gets the nonce (none runs)
         return page
-    return re.sub(r"<script\b", f'<script nonce="{nonce}"', page[:start.start()]) + page[start.start():]
+    own = re.compile(r"""<script\b(?![^>]*\bsrc\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:|//))""", re.I)
+    return own.sub(f'<script nonce="{nonce}"', page[:start.start()]) + page[start.start():]
 
 
 def template_handlers(folder):

@@ -4,7 +4,8 @@
         [--plot missed.png] [--mistakes-csv mistakes.csv] [--mistakes-plot mistakes.png]
 
 The CSV has one row per learner and graded item (score, points, status, the named mistake,
-the verdict shown in the feedback). The status is right, wrong (a gradient that does not
+the verdict shown in the feedback), every text cell inert (neutral.cell: no formula, no control
+character). The status is right, wrong (a gradient that does not
 match), error (the answer raised, did not parse, was refused, or has a typo in its name: the
 learner tried) or not attempted (no notebook, the answer cell as released, or no line
 assigning the gradient). The plot shows, exercise by exercise, which gradients learners get
@@ -19,6 +20,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
+from . import neutral
 from .course import ASSIGNMENT, submitted
 from ..diagnose import MISCONCEPTIONS, kind_of
 from ..exercises import EXERCISES
@@ -223,10 +225,10 @@ def lost_points_table(course, assignment=ASSIGNMENT):
     """lost_points as text: per student, one line per exercise and verdict."""
     lines = []
     for student, rows in sorted(lost_points(course, assignment).items()):
-        lines.append(f"{student}:")
+        lines.append(f"{neutral.text(student)}:")
         for exercise, items, points, why in rows:
             names = ", ".join(items) if len(items) <= 4 else f"{len(items)} gradients ({', '.join(items[:3])}, ...)"
-            lines.append(f"  {exercise} {names}: -{points:g}: {why}")
+            lines.append(f"  {exercise} {names}: -{points:g}: {neutral.text(why)}")
     return "\n".join(lines) if lines else "(none)"
 
 
@@ -250,19 +252,19 @@ def main(argv=None):
     with open(args.csv, "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
         w.writeheader()
-        w.writerows(table)
+        w.writerows(neutral.row(r) for r in table)
     plot_missed(table, args.plot)
     named = mistakes(table)
     with open(args.mistakes_csv, "w", newline="") as f:
         w = csv.DictWriter(f, MISTAKE_FIELDS)
         w.writeheader()
-        w.writerows(named)
+        w.writerows(neutral.row(m) for m in named)
     plot_mistakes(table, args.mistakes_plot)
     tally = {st: sum(r["status"] == st for r in table) for st in STATUSES}
     print(f"wrote {args.csv} ({len(table)} rows: " + ", ".join(f"{n} {st}" for st, n in tally.items())
           + f"), {args.plot}, {args.mistakes_csv} ({len(named)} named mistakes) and {args.mistakes_plot}")
     for m in named:
-        print(f"  {m['learners']} learner(s): {m['description']}: {m['gradients']}")
+        print(f"  {m['learners']} learner(s): {m['description']}: {neutral.text(m['gradients'])}")
 
 
 if __name__ == "__main__":

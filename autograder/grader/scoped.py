@@ -24,7 +24,7 @@ from traitlets.utils.importstring import import_item
 
 from .course import ASSIGNMENT
 from ..exercises import EXERCISES
-from .pages import MARK, make_safe
+from .pages import MARK, make_safe, with_policy
 from ..score import reason
 from .repair import SURROGATE, note_cell, read_any, rebuild
 from .execute import SandboxedExecute
@@ -222,7 +222,8 @@ def render_math(markdown):
 class FeedbackExporter(HTMLExporter):
     """nbgrader's feedback page; for the course's assignment, each graded cell is named by its
     gradient in the list at the top (not "Test cell"), with its score and verdict, and the math is drawn in the page, so it
-    reads offline and in JupyterLab's HTML viewer, where no MathJax script runs."""
+    reads offline and in JupyterLab's HTML viewer, where no MathJax script runs; its head carries
+    a Content-Security-Policy (pages.FEEDBACK_POLICY): the page loads nothing from outside."""
 
     def from_notebook_node(self, nb, resources=None, **kw):
         if not in_course(self, resources):
@@ -239,7 +240,7 @@ class FeedbackExporter(HTMLExporter):
         resources = {**(resources or {}), MARK: True}
         output, resources = super().from_notebook_node(nb, resources, **kw)
         output = MATHJAX.sub("", output)
-        return index_with_verdicts(output, nb), resources
+        return with_policy(index_with_verdicts(output, nb)), resources
 
 
 def index_with_verdicts(page, nb):
