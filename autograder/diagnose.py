@@ -64,7 +64,9 @@ def _max_position(off, logits):
     rows = off.any(1)
     top, low = logits.argmax(1), logits.argmin(1)
     ix = torch.arange(off.shape[0])
-    if bool(off[rows].all(1).all()):
+    at_top = torch.zeros_like(off)
+    at_top[ix, top] = True
+    if bool((off | at_top)[rows].all()):  # (the max's own position may be right)
         return ("the max's gradient went to every position of its row: it belongs to the max's "
                 "position alone (F.one_hot of the argmax)")
     allowed = torch.zeros_like(off)

@@ -330,6 +330,9 @@ def _message(k, failed, errors, ex, collector=None):
         what = dt if isinstance(dt, str) else None
         if what is None and error.startswith(BANNED):  # the statement was not run: say why
             return "refused: " + error
+        if what is None and not error:  # it ran, and left None there
+            error = (f"backward returned no tensor in d{k}'s place ({list(ex.grads).index(k) + 1} of "
+                     f"{len(ex.grads)})" if ex.key == "ex4" else f"d{k} is None after your last line that assigns it")
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
     why = located or diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex),
                               **(_known_mistakes(k, c, c.truth) if ex.key == "ex1" and kind == "own step" else {}))
