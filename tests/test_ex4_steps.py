@@ -112,13 +112,10 @@ def backward(Xb, Yb, parameters, cache):
     return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]"""
 
 
-def test_one_step_per_line_in_the_lectures_style_is_right():
-    assert lost(verdicts(LECTURE_STYLE)) == set()
-
-
 def test_a_missing_second_path_inside_backward_is_named_at_its_line():
     """dcounts without the path through counts_sum, in the lecture's step-by-step style: every
     gradient it spoils names dcounts's line and the missing path; dW2's own line is right."""
+    assert lost(verdicts(LECTURE_STYLE)) == set()  # right as it is
     src = LECTURE_STYLE.replace("    dcounts += torch.ones_like(counts) * dcounts_sum\n", "")
     v = verdicts(src)
     assert lost(v) == set(ALL) - {"b1"}
@@ -128,13 +125,19 @@ def test_a_missing_second_path_inside_backward_is_named_at_its_line():
     assert f"line {line_of(src, 'dW2 = h.T @ dlogits')} (dW2) is right" in v["W2"].message
 
 
-def test_aliasing_without_clone_blames_nothing_when_right():
-    """`dhprebn = dhpreact` (no clone) changed in place after dhpreact's last use: all right."""
+def test_aliasing_without_clone_locates_the_wrong_step_and_blames_no_right_one():
+    """`dhprebn = dhpreact` (no clone) changed in place after dhpreact's last use: right as it
+    is; with the tanh slip, dhpreact's line is named, and the in-place lines are right."""
     src = LECTURE_STYLE.replace(
         "    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))",
         "    dhprebn = dhpreact\n    dhprebn *= n\n    dhprebn -= dbnbias\n    dhprebn -= n / (n - 1) * bnraw * dbngain\n"
         "    dhprebn *= bngain * bnvar_inv / n")
     assert lost(verdicts(src)) == set()
+    src = src.replace("dhpreact = (1.0 - h**2) * dh", "dhpreact = (1.0 - h) * dh")
+    v = verdicts(src)
+    assert lost(v) == {"C", "W1", "bngain", "bnbias"}
+    for k in lost(v):
+        assert f"dhpreact (line {line_of(src, 'dhpreact = (1.0 - h) * dh')}) is wrong" in v[k].message, v[k].message
 
 
 @pytest.mark.parametrize("k, old, new", [
@@ -152,3 +155,13 @@ def test_a_gradient_returned_as_none_says_so():
     """`return [None, ...]` for dC: is the verdict more than a bare 'not defined'?"""
     v = verdicts(SOLUTION.replace("return [dC,", "return [None,"))
     assert lost(v) == {"C"} and "backward returned no tensor in dC's place (1 of 7)" in v["C"].message
+
+
+def test_the_class_view_counts_a_right_step_by_what_is_said_of_it_alone():
+    """`dlogits /= 32`: dW2's own line is right; its verdict names dlogits's factor n/32, which
+    the misconception view must not count as dW2's (only its hard-coded batch size)."""
+    src = SOLUTION.replace("dlogits /= n", "dlogits /= 32")
+    v = verdicts(src)
+    why = score.reason(v["W2"].summary())
+    assert "wrong only because dlogits" in why and "factor of n/32" in why
+    assert kind_of(why) == "hard_coded"

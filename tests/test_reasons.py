@@ -22,6 +22,7 @@ def wrong(exercise, cells):
     return {k: score.reason(v.summary()) for k, v in verdicts.items() if not v.ok}
 
 
+REPEATED = "wrong only in rows the batch uses more than once"
 # (exercise, text in the solution, replacement, {item that loses its points: words of its reason})
 CASES = {
     "second_path_dcounts_left_out": (
@@ -39,18 +40,16 @@ CASES = {
         "ex1", "dhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)", "pass",
         {"hprebn": "the one through bnmeani is missing"}),
     "dC_assigned_in_the_loop": (
-        "ex1", "dC[ix] += demb[k, j]", "dC[ix] = demb[k, j]", {"C": "accumulated (+=)"}),
+        "ex1", "dC[ix] += demb[k, j]", "dC[ix] = demb[k, j]", {"C": REPEATED}),
     "dC_assigned_at_once": (
         "ex1", "for k in range(Xb.shape[0]):\n    for j in range(Xb.shape[1]):\n        ix = Xb[k, j]\n"
-               "        dC[ix] += demb[k, j]", "dC[Xb] = demb", {"C": "accumulated (+=)"}),
+               "        dC[ix] += demb[k, j]", "dC[Xb] = demb", {"C": REPEATED}),
     "dC_assigned_flat": (
         "ex1", "for k in range(Xb.shape[0]):\n    for j in range(Xb.shape[1]):\n        ix = Xb[k, j]\n"
                "        dC[ix] += demb[k, j]", "dC[Xb.view(-1)] = demb.view(-1, demb.shape[-1])",
-        {"C": "accumulated (+=)"}),
+        {"C": REPEATED}),
     "db1_not_summed": ("ex1", "db1 = dhprebn.sum(0)", "db1 = dhprebn", {"b1": "needs a sum over that dimension"}),
     "db2_not_summed": ("ex1", "db2 = dlogits.sum(0)", "db2 = dlogits * 1.0", {"b2": "needs a sum over that dimension"}),
-    "dbnbias_not_summed": ("ex1", "dbnbias = dhpreact.sum(0, keepdim=True)", "dbnbias = dhpreact.clone()",
-                           {"bnbias": "needs a sum over that dimension"}),
     "tanh_derivative_1_minus_h": ("ex1", "dhpreact = (1.0 - h**2) * dh", "dhpreact = (1.0 - h) * dh",
                                   {"hpreact": "tanh's derivative is 1 - h**2, of its output h; yours is 1 - h"}),
     "tanh_derivative_in_numpy": (
@@ -88,9 +87,11 @@ def test_every_wrong_verdict_names_its_mistake(case):
 def test_a_raise_on_a_hidden_batch_never_shows_its_line_or_text():
     """Does the verdict of a backward that raises only on hidden batches keep the exception's
     text and line (which could quote the hidden case) out of it?"""
-    ex, old, new, _ = CASES["ex4_raises_on_other_batch_sizes"]
-    for why in wrong(ex, edited(ex, old, new)).values():
-        assert "line" not in why and "is not 32" not in why and "19 is" not in why
+    for case in ["ex4_raises_on_other_batch_sizes", "raises_on_other_batch_sizes"]:
+        ex, old, new, _ = CASES[case]
+        for k, why in wrong(ex, edited(ex, old, new)).items():
+            assert k == "training" or "hidden batches of 19 and 48" in why
+            assert "line" not in why and "is not 32" not in why and "shape" not in why, why
 
 
 def test_repeated_rows_are_named_only_where_the_wrong_rows_are_the_repeated_ones():
@@ -121,19 +122,6 @@ def test_the_max_gradient_sent_elsewhere_is_named(where, words):
         dt += dmax
     assert words in diagnose(dt, right, 8, logits=logits)
     assert kind_of(diagnose(dt, right, 8, logits=logits)) == "max_position"
-
-
-@pytest.mark.parametrize("style", ["solution", "numpy_dh", "einsum_dW2", "one_hot_dlogprobs"])
-def test_right_answers_in_other_styles_carry_no_reason(style):
-    """Are right answers in other styles right, with nothing said?"""
-    cells = {
-        "solution": solution_cells("ex1"),
-        "numpy_dh": edited("ex1", "dh = dlogits @ W2.T", "dh = torch.from_numpy(dlogits.numpy() @ W2.T.numpy())"),
-        "einsum_dW2": edited("ex1", "dW2 = h.T @ dlogits", "dW2 = torch.einsum('nh,nv->hv', h, dlogits)"),
-        "one_hot_dlogprobs": edited("ex1", "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n",
-                                    "dlogprobs = -F.one_hot(Yb, logprobs.shape[1]).float() / n"),
-    }[style]
-    assert wrong("ex1", cells) == {}
 
 
 def test_the_check_shows_a_small_picture_of_each_wrong_gradient_only(monkeypatch):
