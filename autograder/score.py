@@ -223,7 +223,9 @@ class Collector:
         key = meant if meant in c.inner else name if name in c.inner else next(
             (k for k, t in c.inner.items() if isinstance(answer, torch.Tensor) and t.abs().max() > 1e-6
              and _judge(_compare(k, answer, t))), None)
-        if isinstance(answer, torch.Tensor):  # one that stands for no gradient is kept too ("")
+        if isinstance(answer, torch.Tensor) and (key is not None or not any(  # a forward value is no gradient
+                _judge(_compare(k, answer, t)) for k, t in c.values.items() if t.numel() > 1)):
+            # one that stands for no gradient is kept too (key ""): a wrong one of the learner's names
             steps.append(Step(int(line), name, key or "", answer,
                               key is not None and _judge(_compare(key, answer, c.inner[key]))))
         return c.inner[key].clone() if key is not None else None
@@ -393,9 +395,10 @@ def _located(k, c, collector):
         return (f"your line {own.line} ({own.name}) is right given the true upstream gradients, so a "
                 f"gradient it depends on is wrong under a name of your own" +
                 (f": {_listed(unknown)} matches none of the lecture's gradients" if unknown else ""))
-    why = _step_reason(first, c)
+    why, before = _step_reason(first, c), [s for s in unknown if s.line < first.line]
     return (f"your line {own.line} ({own.name}) is right given the true upstream gradients; d{k} is "
-            f"wrong only because {first.name} (line {first.line}) is wrong" + (f": {why}" if why else ""))
+            f"wrong only because {first.name} (line {first.line}) is wrong" + (f": {why}" if why else "") +
+            (f" (or a variable it reads: {_listed(before)} matches none of the lecture's gradients)" if before else ""))
 
 
 def _listed(steps):

@@ -122,6 +122,7 @@ def test_a_missing_second_path_inside_backward_is_named_at_its_line():
     at = f"dcounts (line {line_of(src, 'dcounts = counts_sum_inv * dprobs')}) is wrong"
     for k in lost(v):
         assert at in v[k].message and "counts is used twice" in v[k].message, v[k].message
+        assert "matches none" not in v[k].message  # its forward values (counts, probs) are no gradients
     assert f"line {line_of(src, 'dW2 = h.T @ dlogits')} (dW2) is right" in v["W2"].message
 
 
@@ -165,3 +166,13 @@ def test_the_class_view_counts_a_right_step_by_what_is_said_of_it_alone():
     why = score.reason(v["W2"].summary())
     assert "wrong only because dlogits" in why and "factor of n/32" in why
     assert kind_of(why) == "hard_coded"
+
+
+def test_a_wrong_helper_the_grader_cannot_place_is_named_beside_the_line_it_blames():
+    """A wrong variable of the learner's own read with the true upstream (no lecture name to
+    place it): the verdict says the line it blames reads it, instead of blaming that line alone."""
+    src = SOLUTION.replace(TANH, "t = 1 - h\n    dhpreact = t * dh")
+    v = verdicts(src)
+    at = f"dhpreact (line {line_of(src, 'dhpreact = t * dh')}) is wrong"
+    for k in lost(v):
+        assert at in v[k].message and f"t (line {line_of(src, 't = 1 - h')}) matches none" in v[k].message, v[k].message
