@@ -380,7 +380,7 @@ def stands_for(body, returned, names, upstream):
 def replay_backward_steps(statements, ns, params, Xb, Yb, forward, names, give, upstream=None):
     """Run the body of backward on one case with every gradient it names given its true value
     once written, so that each step is judged on the true upstream. Each variable the body
-    writes (a tensor) is reported as give(f"{order}/{line}/{gradient or ''}", name, value),
+    writes (a tensor) is reported as give(f"{line}/{gradient or ''}", name, value),
     the gradient being the one it stands for if its name is not the lecture's (see
     stands_for); give returns the value the namespace holds from then on (the true gradient
     it stands for, or None)."""
@@ -393,15 +393,13 @@ def replay_backward_steps(statements, ns, params, Xb, Yb, forward, names, give, 
     local.update(zip(args, [Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()}]))
     inputs = set(args) | set(names) | set(cache)
     answered = sorted({n for st in body for n in st.writes} - inputs - {RETURNED})
-    order = iter(range(10**6))
     lines = {n: max((st.line for st in body if n in st.writes), default=0) for n in answered}
-
     meant = stands_for(body, returned, names, upstream or {})
 
     def reported(name, value):
         if not isinstance(value, torch.Tensor):
             return None
         hint = meant.get(name, "")
-        return give(f"{next(order)}/{lines[name]}/{hint}", name[:90], value)
+        return give(f"{lines[name]}/{hint}", name[:90], value)
 
     run_statements(body, local, answered, reported)

@@ -216,7 +216,7 @@ class Collector:
         """Record one variable of the replayed body of backward; give back the true gradient
         it stands for (by its name, its place in the returned list, or else its value), or None."""
         c, steps = self.cases.get(case), self.steps.setdefault(case, [])
-        _, line, meant = (run.split("/", 3) + ["", "", ""])[1:4]
+        line, meant = (run.split("/") + ["", ""])[1:3]
         if c is None or len(steps) > 1000 or not line.isdigit():
             return None
         answer = valid(value)
