@@ -3,7 +3,8 @@ against the notebook's autograd reference), and beside it the grade's own verdic
 learner's step, from the same scorer as the grade (autograder.hidden): each step judged on
 the true upstream gradients, on the notebook's batch and on hidden batches of other sizes,
 answers that read the autograd reference refused, typos named. A right step whose cmp row
-differs (an earlier gradient of the learner's is wrong) is said to be right."""
+differs (an earlier gradient of the learner's is wrong) is said to be right. Under a wrong
+gradient, a small picture shows which of its entries differ (in the learner's kernel only)."""
 import io
 import sys
 import textwrap

@@ -153,3 +153,14 @@ def test_the_picture_marks_the_entries_that_differ():
     ys = red.any(1).nonzero()[0]
     assert red.any() and ys.max() - ys.min() < img.shape[0] / 2
     assert picture("C", torch.ones(3), t) is None
+
+
+def test_one_big_cell_names_each_mistake_at_its_own_gradient():
+    """The whole of Exercise 1 in one cell, with two mistakes: does each lost gradient name its
+    own mistake (and no other gradient lose anything)?"""
+    big = "\n".join(solution_cells("ex1").values())
+    big = big.replace("dcounts += torch.ones_like(counts) * dcounts_sum", "pass").replace(
+        "dC[ix] += demb[k, j]", "dC[ix] = demb[k, j]")
+    got = wrong("ex1", {"ex1_loss_chain": big, "ex1_second_layer": "", "ex1_batchnorm": "", "ex1_first_layer": ""})
+    assert set(got) == {"counts", "C"}
+    assert "counts is used twice" in got["counts"] and REPEATED in got["C"]
