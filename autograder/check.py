@@ -3,7 +3,10 @@ against the notebook's autograd reference), and beside it the grade's own verdic
 learner's step, from the same scorer as the grade (autograder.hidden): each step judged on
 the true upstream gradients, on the notebook's batch and on hidden batches of other sizes,
 answers that read the autograd reference refused, typos named. A right step whose cmp row
-differs (an earlier gradient of the learner's is wrong) is said to be right."""
+differs (an earlier gradient of the learner's is wrong) is said to be right. Under a wrong
+gradient, a small picture shows which of its entries differ (in the learner's kernel only)."""
+import io
+import sys
 import textwrap
 
 from .compare import compare
@@ -57,6 +60,8 @@ def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=No
         print(f"{line} | " + ("step: right" if v.ok else f"step: WRONG ({v.points:g}/{v.max_points:g})"))
         for text in why:
             print(_wrap(text, " " * 18 + "^ ", " " * 20))
+        if not v.ok and not row.ok and row.shape is not None and not row.note.startswith("wrong shape"):
+            show(picture(k, ns.get("d" + k), ref[k]))
     matched = sum(r.ok for r in rows)
     if graded:
         right = sum(verdicts[k].ok for k in graded)
@@ -71,3 +76,38 @@ def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=No
     for note in notes:
         print(_wrap("note: " + note, "", "    "))
     return rows
+
+
+def picture(name, dt, t):
+    """A small PNG of which entries of a wrong gradient dt differ from t (red), or None: a
+    pattern (some rows, one column per row, everything) often says the mistake faster."""
+    import torch
+    from matplotlib.figure import Figure
+    from .score import GRADE_ATOL, GRADE_RTOL
+    if not isinstance(dt, torch.Tensor) or dt.numel() != t.numel() or not 0 < t.numel() <= 10**6:
+        return None
+    t = t.detach().float()
+    off = (dt.detach().reshape(t.shape).float() - t).abs() > GRADE_ATOL + GRADE_RTOL * t.abs().max()
+    off = off.reshape(t.shape[0] if t.dim() > 1 else 1, -1)
+    rows, cols = off.shape
+    fig = Figure(figsize=(min(4.0, 2.0 + cols / 40), min(2.0, 1.0 + rows / 40)), dpi=72)
+    ax = fig.subplots()
+    ax.imshow(off.numpy(), cmap="Reds", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_title(f"d{name}: {int(off.sum())}/{off.numel()} differ (red)", fontsize=7)
+    ax.set_xlabel("column", fontsize=6)
+    ax.set_ylabel("row", fontsize=6)
+    ax.tick_params(labelsize=5)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+def show(png):
+    """Display a picture in the learner's kernel (nothing outside one: the grader's verdicts
+    are text)."""
+    ipython = sys.modules.get("IPython")
+    if png is None or ipython is None or ipython.get_ipython() is None:
+        return
+    from IPython.display import Image, display
+    display(Image(png))

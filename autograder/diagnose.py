@@ -17,12 +17,16 @@ def _factor_name(r, n):
     return None
 
 
-def diagnose(dt, t, n, bessel=None, figures=True):
-    """A short description of how the learner's dt differs from the expected t (batch size n);
-    `bessel`, where given, is the answer a missing Bessel correction would give. figures=False
-    (a hidden case): the mistake is named without any figure of dt (its shape, a factor that
-    is none of the named ones, which rows are wrong): dt is the learner's to shape, and so
-    could carry a hidden value; t's shape and n are the grader's to say."""
+def diagnose(dt, t, n, bessel=None, alternatives=(), repeated=None, logits=None, figures=True):
+    """A short description of how the learner's dt differs from the expected t (batch size n):
+    the likely mistake, else what is known (where it differs, by how much). `bessel`, where
+    given, is the answer a missing Bessel correction would give; alternatives [(tensor, why)]
+    the answers other named mistakes would give; repeated: for an embedding table's gradient,
+    the rows the batch uses more than once; logits: for dlogits, the forward pass's logits
+    (where the max's gradient belongs). figures=False (a hidden case): the mistake is named
+    without any figure of dt (its shape, a factor that is none of the named ones, which rows
+    are wrong, by how much): dt is the learner's to shape, and so could carry a hidden value;
+    t's shape and n are the grader's to say."""
     if dt is None:
         return "not defined"
     dt = dt.detach().to(t.dtype)
@@ -45,13 +49,61 @@ def diagnose(dt, t, n, bessel=None, figures=True):
         if 1e-3 < abs(r) < 1e3 and abs(r - 1) > 1e-3 and _close(dt, r * t):
             name = _factor_name(r, n) or (f"{r:.3g}" if figures else None)
             return "off by a constant factor" + (f" of {name}" if name else "")
-    if dt.dim() >= 1 and dt.shape[0] > 1:
-        rows = [bool(_close(a, b)) for a, b in zip(dt, t)]
-        bad = [i for i, ok in enumerate(rows) if not ok]
-        if 0 < len(bad) < len(rows):
-            return ((f"right except for {len(bad)} of {len(rows)} rows (e.g. row {bad[0]})" if figures else
-                     "right except for some rows") + ": are repeated entries accumulated (+=), not overwritten?")
+    for alt, why in alternatives:
+        if alt.shape == t.shape and _close(dt, alt.to(t.dtype)):
+            return why
+    off = (dt - t).abs() > 1e-4 * t.abs().max().item() + 1e-7  # the entries that differ
+    if repeated is not None and off.any():
+        rows = set(off.reshape(off.shape[0], -1).any(1).nonzero().flatten().tolist())
+        if rows <= set(repeated):
+            if not figures:
+                return "wrong only in rows the batch uses more than once: repeated entries overwritten, not accumulated (+=)?"
+            return (f"wrong only in rows the batch uses more than once ({len(rows)} of them, e.g. row "
+                    f"{min(rows)}): repeated entries overwritten, not accumulated (+=)?")
+    if logits is not None and off.any() and off.shape == logits.shape and _max_position(off, logits):
+        return _max_position(off, logits)
+    return _known(dt, t, off) if figures else "differs from the expected gradient"
+
+
+def _max_position(off, logits):
+    """Where the max's gradient went, if not to the max: the smallest logit, or every one."""
+    rows = off.any(1)
+    top, low = logits.argmax(1), logits.argmin(1)
+    ix = torch.arange(off.shape[0])
+    at_top = torch.zeros_like(off)
+    at_top[ix, top] = True
+    if bool((off | at_top)[rows].all()):  # (the max's own position may be right)
+        return ("the max's gradient went to every position of its row: it belongs to the max's "
+                "position alone (F.one_hot of the argmax)")
+    allowed = torch.zeros_like(off)
+    allowed[ix, top] = allowed[ix, low] = True
+    if bool((off <= allowed).all()) and bool(off[ix, low][rows].all()):
+        return "the max's gradient went to the smallest logit (argmin), not to the largest (argmax)"
     return ""
+
+
+def _known(dt, t, off):
+    """What is known of a wrong gradient no named mistake explains: which entries differ, by
+    how much, and whether its sign or its scale is off."""
+    flat, want = dt.reshape(-1), t.reshape(-1)
+    if t.dim() >= 2:
+        grid = off.reshape(off.shape[0], -1)
+        rows, cols = grid.any(1), grid.any(0)
+        i, j = [int(x) for x in grid.nonzero()[0]]
+        where = (f"differs in {int(rows.sum())} of {grid.shape[0]} rows and {int(cols.sum())} of "
+                 f"{grid.shape[1]} columns (e.g. row {i}, column {j})")
+    else:
+        where = f"differs in {int(off.sum())} of {off.numel()} entries (e.g. entry {int(off.reshape(-1).nonzero()[0])})"
+    text = (f"{where}; the largest difference is {(flat - want).abs().max().item():.1e}, where the expected "
+            f"entries reach {want.abs().max().item():.1e}")
+    cos = (flat @ want / (flat.norm() * want.norm()).clamp_min(1e-30)).item()
+    if cos < -0.5:
+        text += "; mostly of the opposite sign"
+    elif cos > 0.9:
+        r = (flat @ want / (want @ want)).item()
+        if abs(r - 1) > 0.05:
+            text += f"; about {r:.2g} times the expected values"
+    return text
 
 
 def _shape(dt, t):
@@ -65,6 +117,11 @@ def _shape(dt, t):
                                  else f"shape {got}, expected {want}")
     if dt.dim() == t.dim() - 1 and 1 in want and list(got) == [d for d in want if d != 1]:
         return f"shape {got}, expected {want}: a sum over dimension {want.index(1)} without keepdim=True?"
+    if dt.dim() > t.dim() and got[dt.dim() - t.dim():] == want:
+        dims = tuple(range(dt.dim() - t.dim()))
+        return (f"shape {got}, expected {want}: the forward pass broadcast this parameter over "
+                f"dimension {dims[0] if len(dims) == 1 else dims} (the batch), so its gradient "
+                "needs a sum over that dimension")
     extra = [i for i, (a, b) in enumerate(zip(got[::-1], want[::-1])) if a != b and b == 1]
     if dt.dim() >= t.dim() and extra:
         dim = t.dim() - 1 - extra[0]
@@ -72,6 +129,8 @@ def _shape(dt, t):
                 f"dimension {dim}, so its gradient needs a sum over that dimension (keepdim=True)")
     return f"wrong shape {got}, expected {want}"
 
+
+INHERITED = "wrong only because"  # a right step's verdict, naming the earlier wrong step
 
 # The mistakes the course names, as stable codes, each with the words of the verdict that name
 # it (written above and in score.py's messages; the class report reads them back from the
@@ -87,7 +146,12 @@ MISCONCEPTIONS = [
     ("broadcast", "a broadcast tensor's gradient not summed over the broadcast dimension",
      ("needs a sum over that dimension",)),
     ("transposed", "transposed", ("transposed:",)),
+    ("second_path", "the path through a second use of a tensor left out (a tensor used twice "
+     "gets the sum of both paths)", ("used twice",)),
     ("accumulate", "repeated entries overwritten, not accumulated (+=)", ("accumulated (+=)",)),
+    ("max_position", "the max's gradient sent to the wrong positions (not only the argmax)",
+     ("the max's gradient went to",)),
+    ("raises_hidden", "raises on other batch sizes", ("raises on hidden batches",)),
     ("hard_coded", "batch size hard-coded (32 for n)", ("is the batch size hard-coded?",)),
     ("zero_step", "a gradient that is zero up to rounding written as a constant",
      ("it does not follow from d", "the expected gradient is zero up to rounding")),
@@ -100,7 +164,9 @@ MISCONCEPTIONS = [
 
 
 def kind_of(verdict):
-    """The code of the named mistake in a verdict's text, or ''."""
+    """The code of the named mistake in a verdict's text, or ''; of a step right on the true
+    upstream, only what is said of the step itself (the earlier step's mistake is not its own)."""
+    verdict = verdict.split(INHERITED)[0]
     for code, _, words in MISCONCEPTIONS:
         if any(w in verdict for w in words):
             return code

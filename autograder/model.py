@@ -82,14 +82,15 @@ def reference_grads(params, Xb, Yb, names=GRAD_NAMES):
     return {k: g for k, g in zip(names, grads)}, {k: v.detach() for k, v in t.items()}
 
 
-def local_grad(name, values, upstream, Xb, Yb):
+def local_grad(name, values, upstream, Xb, Yb, through=None):
     """Gradient of the loss w.r.t. `name` through its consumers alone: the sum, over each operation
     that reads `name`, of that operation's vector-Jacobian product with its output's gradient
-    taken from `upstream` (the learner's own gradients). `values` holds the forward tensors."""
+    taken from `upstream` (the learner's own gradients). `values` holds the forward tensors.
+    through: the output of the one consumer to follow (the others' paths left out)."""
     n = Xb.shape[0]
     total = torch.zeros_like(values[name])
     for out, ins, fn in OPS:
-        if name not in ins:
+        if name not in ins or through not in (None, out):
             continue
         args = [values[i].detach().clone().requires_grad_(i == name) for i in ins]
         y = fn(*args, Xb, Yb, n)
@@ -104,3 +105,17 @@ def autograd_step_grads(parameters, Xb, Yb):
     leaves = [p.detach().clone().requires_grad_() for p in parameters]
     loss, _ = forward_ex4(Xb, Yb, leaves)
     return list(torch.autograd.grad(loss, leaves))
+
+
+def consumers(name):
+    """The outputs of the operations that read `name`, in the forward pass's order."""
+    return [out for out, ins, _ in OPS if name in ins]
+
+
+def downstream(name):
+    """Every tensor the forward pass computes from `name`, directly or not."""
+    found = {name}
+    for out, ins, _ in OPS:
+        if found & set(ins):
+            found.add(out)
+    return found - {name}

@@ -329,6 +329,14 @@ def run_job(job, give, watch=None):
         give("training", "final", name, p)
     if not fn:
         errors["training/final/backward"] = error
+    for case in job["cases"] if fn else []:  # last: what it reports is never an answer
+        with watch.quiet() if watch is not None else contextlib.nullcontext():
+            try:
+                replay_backward_steps(job["statements"], ns, case["params"], case["Xb"], case["Yb"], forward_ex4,
+                                      names, lambda run, name, value: give(case["name"], "body/" + run, name, value),
+                                      job.get("upstream"))
+            except Exception:  # it only says where a wrong gradient goes wrong: never costs a point
+                pass
     return _hidden_kinds(errors)
 
 
@@ -338,3 +346,96 @@ def _hidden_kinds(errors):
     A numerical answer's message stays (the grader words a hidden one itself: score.redacted)."""
     return {key: message if key.split("/")[0] in (PUBLIC, "numerical") else getattr(message, "kind", "error")
             for key, message in errors.items()}
+
+
+# Exercise 4, step by step: the body of the learner's backward function replayed statement by
+# statement on the true upstream gradients, as Exercise 1's cells are (only to say which step
+# is wrong: the points are those of the whole function's gradients, above).
+RETURNED = "_returned"  # what a top-level `return x` of the body assigns in this replay
+
+
+def backward_body(statements):
+    """(argument names, [Statement], {variable: position in the returned list}) of the body of
+    the answer's last top-level `def backward`: each top-level statement of the body on its
+    own, with the cell's line numbers; `return x` becomes `_returned_ = x`; a docstring is
+    left out. None if the answer defines no such function."""
+    import ast
+    import textwrap
+    from .statements import reads, writes
+    found = None
+    for st in statements:
+        if st.error or "backward" not in st.writes:
+            continue
+        try:
+            tree = ast.parse(st.source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        fn = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "backward"]
+        if fn:
+            found = st, fn[-1]
+    if found is None:
+        return None
+    st, fn = found
+    lines = st.source.splitlines()
+    body, returned = [], {}
+    for node in fn.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        text = textwrap.dedent("\n".join(lines[node.lineno - 1:node.end_lineno]))
+        if isinstance(node, ast.Return):
+            text = re.sub(r"^return\b", f"{RETURNED} =", text) if node.value is not None else "pass"
+            if isinstance(node.value, (ast.List, ast.Tuple)):
+                returned = {e.id: i for i, e in enumerate(node.value.elts) if isinstance(e, ast.Name)}
+        source = "\n" * (node.lineno - 1) + text
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            body.append(Statement(st.cell, node.lineno, source, error=f"{type(e).__name__}: cannot replay this line"))
+            continue
+        body.append(Statement(st.cell, node.lineno, source, writes(tree), reads(tree)))
+    return [a.arg for a in fn.args.args], body, returned
+
+
+def stands_for(body, returned, names, upstream):
+    """{variable: the gradient it stands for} of a body's variables with names of the learner's
+    own: the returned list's places (`[gC, gW1, ...]`), and the one variable of the learner's
+    that a lecture-named step reads where its one upstream gradient is meant (`dbngain =
+    (bnraw * g).sum(0)` reads g for dhpreact); a variable claimed twice otherwise is left out.
+    upstream: {"dX": "dY"} for each tensor X whose only consumer is Y."""
+    found = {v: "d" + names[i] for v, i in returned.items() if i < len(names)}
+    own = {n for st in body for n in st.writes} - set(upstream) - set(upstream.values()) - set(found)
+    claims = {}
+    for st in body:
+        for target in st.writes & set(upstream):
+            up, candidates = upstream[target], sorted(st.reads & own)
+            if up not in st.reads and len(candidates) == 1:
+                claims.setdefault(candidates[0], set()).add(up)
+    return {**{v: ups.pop() for v, ups in claims.items() if len(ups) == 1}, **found}
+
+
+def replay_backward_steps(statements, ns, params, Xb, Yb, forward, names, give, upstream=None):
+    """Run the body of backward on one case with every gradient it names given its true value
+    once written, so that each step is judged on the true upstream. Each variable the body
+    writes (a tensor) is reported as give(f"{line}/{gradient or ''}", name, value),
+    the gradient being the one it stands for if its name is not the lecture's (see
+    stands_for); give returns the value the namespace holds from then on (the true gradient
+    it stands for, or None)."""
+    found = backward_body([Statement.from_dict(s) for s in statements])
+    if found is None:
+        return
+    args, body, returned = found
+    _, cache = forward(Xb, Yb, list(params))
+    local = {**ns, **dict(zip(names, params))}
+    local.update(zip(args, [Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()}]))
+    inputs = set(args) | set(names) | set(cache)
+    answered = sorted({n for st in body for n in st.writes} - inputs - {RETURNED})
+    lines = {n: max((st.line for st in body if n in st.writes), default=0) for n in answered}
+    meant = stands_for(body, returned, names, upstream or {})
+
+    def reported(name, value):
+        if not isinstance(value, torch.Tensor):
+            return None
+        hint = meant.get(name, "")
+        return give(f"{lines[name]}/{hint}", name[:90], value)
+
+    run_statements(body, local, answered, reported)

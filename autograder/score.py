@@ -80,6 +80,8 @@ class Case:
     params: list = None      # Exercise 4: [C, W1, b1, W2, b2, bngain, bnbias]
     truth: dict = None       # autograd's gradient of each graded item, by tensor name
     random: dict = None      # Exercise 1: a random stand-in for every gradient (the second run)
+    inner: dict = None       # Exercise 4: autograd's gradient of every step inside backward, as
+                             # "d" + the lecture's name (and dbnmean), parameters included
 
 
 def make_cases(exercise, setting=PRACTICE):
@@ -91,6 +93,8 @@ def make_cases(exercise, setting=PRACTICE):
         if ex.key == "ex4":
             c.params = list(params.values())
             c.truth = dict(zip(model.PARAM_NAMES, model.autograd_step_grads(c.params, Xb, Yb)))
+            inner, c.values = model.reference_grads(params, Xb, Yb)
+            c.inner = {"d" + k: t for k, t in {**inner, "bnmean": inner["bnmeani"], **c.truth}.items()}
         else:
             c.truth, c.values = model.reference_grads(params, Xb, Yb)
             g = torch.Generator().manual_seed(7919 + i)
@@ -119,7 +123,10 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
                      vocab_size=data.vocab_size)
     if ex.key == "ex4":
         batches = training_batches(seed=setting.train_batch_seed)
+        single = {k: model.consumers(k) for k in [*model.GRAD_NAMES, *model.PARAM_NAMES]}
         return dict(kind="backward", statements=stmts, param_names=model.PARAM_NAMES,
+                    upstream={"dbnmean": "dbndiff", **{"d" + k: "d" + up[0] for k, up in single.items()
+                                                       if len(up) == 1 and up[0] != "loss"}},
                     constants={**constants, "batch_size": 32, "n": 32, "itos": list(data.itos)},
                     cases=[dict(name=c.name, params=c.params, Xb=c.Xb, Yb=c.Yb) for c in cases],
                     training=dict(params=training_params(setting, ex.n_hidden), Xb=[b[0] for b in batches],
@@ -187,8 +194,11 @@ class Collector:
     def __init__(self, exercise, cases, setting=PRACTICE):
         self.exercise, self.cases, self.setting = exercise, {c.name: c for c in cases}, setting
         self.answers = {}
+        self.steps = {}  # Exercise 4: case -> [Step] of the body of backward, in order
 
     def give(self, case, run, name, value):
+        if self.exercise == "ex4" and run.startswith("body/"):
+            return self._step(case, run, name, value)
         key = (case, run, name)
         if key not in self.answers:
             try:
@@ -203,8 +213,36 @@ class Collector:
             return c.random[k].clone() if k in c.random else None
         return c.truth[k].clone() if k in c.truth else None
 
+    def _step(self, case, run, name, value):
+        """Record one variable of the replayed body of backward; give back the true gradient
+        it stands for (by its name, its place in the returned list, or else its value), or None."""
+        c, steps = self.cases.get(case), self.steps.setdefault(case, [])
+        line, meant = (run.split("/") + ["", ""])[1:3]
+        if c is None or len(steps) > 1000 or not line.isdigit():
+            return None
+        answer = valid(value)
+        key = meant if meant in c.inner else name if name in c.inner else next(
+            (k for k, t in c.inner.items() if isinstance(answer, torch.Tensor) and t.abs().max() > 1e-6
+             and _judge(_compare(k, answer, t))), None)
+        if isinstance(answer, torch.Tensor) and (key is not None or not any(  # a forward value is no gradient
+                _judge(_compare(k, answer, t)) for k, t in c.values.items() if t.numel() > 1)):
+            # one that stands for no gradient is kept too (key ""): a wrong one of the learner's names
+            steps.append(Step(int(line), name, key or "", answer,
+                              key is not None and _judge(_compare(key, answer, c.inner[key]))))
+        return c.inner[key].clone() if key is not None else None
+
     def answer(self, case, run, name):
         return self.answers.get((case, run, name))
+
+
+@dataclass
+class Step:
+    """One gradient the body of an Exercise 4 backward writes, judged on the true upstream."""
+    line: int
+    name: str       # the learner's variable
+    key: str        # the gradient it stands for: "d" + the lecture's name
+    answer: object  # its value (valid's)
+    ok: bool
 
 
 def _judge(row):
@@ -251,9 +289,10 @@ def score(exercise, collector, errors):
             v.message = numerical
             continue
         note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
-        errs = [errors.get(f"{c}/{step}/{label}") for c in collector.cases]
-        error = errors.get("process") or next((e for e in errs if e), errors.get(f"notebook/{step}/backward", ""))
-        v.message = _message(k, failed, error, ex) if failed else note
+        errs = {c: errors.get(f"{c}/{step}/{'backward' if ex.key == 'ex4' else label}", "") for c in collector.cases}
+        if errors.get("process"):
+            errs = dict.fromkeys(errs, errors["process"])
+        v.message = _message(k, failed, errs, ex, collector) if failed else note
     if "training" in ex.extra_tests:
         _score_training(collector, errors, verdicts["training"])
     return verdicts
@@ -270,32 +309,112 @@ def _random_expected(k, c):
     return [direct, model.local_grad(k, c.values, {**c.random, up: again}, c.Xb, c.Yb)]
 
 
-def _message(k, failed, error, ex):
+def _message(k, failed, errors, ex, collector=None):
     """Why a gradient is wrong: its own error if it is missing, right on the notebook's batch
-    only, not following a random upstream, or the likely mistake where it first failed."""
+    only, not following a random upstream, or the likely mistake where it first failed (in
+    Exercise 4, at the first wrong step inside backward). errors: {case: its error or ''}."""
     c, kind, dt, expected = failed[0]
     hidden = c.name != PUBLIC  # then nothing of the learner's answer is quoted: only the grader's words
     if isinstance(dt, str) and dt.startswith(REFUSED):
         return ("not judged on a hidden case" if hidden else f"not judged: {dt[len(REFUSED):]}") + \
             " (an answer must be a dense float tensor on the CPU)"
     names = {f[0].name for f in failed}
+    error = errors.get(c.name, "")
     said = f" ({error})" if error else ""
+    located = _located(k, c, collector) if ex.key == "ex4" and collector is not None else ""
     if kind == "own step" and PUBLIC not in names and c.n != 32:  # also where it raised there
-        return "right on the notebook's batch of 32 but not on other batch sizes: is the batch size hard-coded?" + said
+        text = "right on the notebook's batch of 32 but not on other batch sizes"
+        raised = [f[0] for f in failed if errors.get(f[0].name)]
+        if raised:  # in the grader's words only (score.redacted): a hidden case's error could quote the case
+            return f"{text}: it {errors[raised[0].name].removeprefix('it ')}: is the batch size hard-coded?"
+        return f"{text}: is the batch size hard-coded?" + (f" {located}" if located else "")
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) and not hidden else None
         if what is None and error.startswith(BANNED):  # the statement was not run: say why
             return "refused: " + error
         if hidden:
             return error or ("not defined" if dt is None else "not a tensor") + " on a hidden case"
+        if what is None and not error:  # it ran, and left None there
+            error = (f"backward returned no tensor in d{k}'s place ({list(ex.grads).index(k) + 1} of "
+                     f"{len(ex.grads)})" if ex.key == "ex4" else f"d{k} is None after your last line that assigns it")
         return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
-    why = diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex), figures=not hidden)
+    why = located or diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex), figures=not hidden,
+                              **(_known_mistakes(k, c, c.truth) if ex.key == "ex1" and kind == "own step" else {}))
     if kind == "random upstream":
         up = ZERO_STEPS[k]
         return (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
                 f"given a random d{up} it is wrong (a constant?)" + said)
     where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
     return f"does not match {where}" + (f": {why}" if why else "") + said
+
+
+def _sizes(sizes):
+    return " and ".join(map(str, sizes))
+
+
+def _known_mistakes(k, c, upstream):
+    """diagnose's arguments naming the mistakes its rules cannot see in the value alone, for
+    the step of the lecture's tensor k given the gradients `upstream` (by the lecture's names):
+    one path of a tensor used twice, the rows of C that the batch repeats, dlogits's logits."""
+    used_by = model.consumers(k)
+    out = {"alternatives": [
+        (model.local_grad(k, c.values, upstream, c.Xb, c.Yb, through=via),
+         f"only the path through {via}: {k} is used twice (by {' and '.join(used_by)}), so its gradient "
+         f"is the sum of both paths' (the one through {' and '.join(x for x in used_by if x != via)} is missing)")
+        for via in used_by if len(used_by) > 1]}
+    if k == "C":
+        seen = torch.bincount(c.Xb.reshape(-1), minlength=c.values["C"].shape[0])
+        out["repeated"] = (seen > 1).nonzero().flatten().tolist()
+    if k == "logits":
+        out["logits"] = c.values["logits"]
+    if k == "hpreact":  # tanh's local derivative, 1 - h**2 of its output h, written otherwise
+        h, x, dh = c.values["h"], c.values["hpreact"], upstream["h"]
+        out["alternatives"] += [(t * dh, f"tanh's derivative is 1 - h**2, of its output h; yours is {what}")
+                                for t, what in [(1 - h, "1 - h"), (1 - x**2, "1 - hpreact**2 (of its input)"),
+                                                (h**2, "h**2"), (1 + h**2, "1 + h**2"), (-(h**2), "-h**2")]]
+    return out
+
+
+def _located(k, c, collector):
+    """Exercise 4: where the gradient of parameter k goes wrong inside backward, from the body's
+    replay on case c: its own line, if wrong on the true upstream (with the likely mistake);
+    else the first wrong step it depends on, with its line; '' if the body was not replayed."""
+    steps = collector.steps.get(c.name, [])
+    own = [s for s in steps if s.key == "d" + k]
+    if not own:
+        return ""
+    own = own[-1]
+    after = model.downstream(k) | {"bnmean"}
+    shapes = {tuple(t.shape) for name, t in c.inner.items() if name[1:] in after}
+    unknown = [s for s in steps if not s.key and s.line < own.line and tuple(s.answer.shape) in shapes]
+    if not own.ok:  # its own line, unless it reads a wrong gradient under a name of the learner's
+        why = _step_reason(own, c)
+        return (f"line {own.line} ({own.name}) is wrong even given the true upstream gradients" + (
+            f": {why}" if why else "") + (f"; unless a variable it reads is wrong: {_listed(unknown)} "
+                                          "matches none of the lecture's gradients" if unknown else ""))
+    first = next((s for s in steps if s.key and not s.ok and s.key[1:] in after), None)
+    if first is None:
+        return (f"your line {own.line} ({own.name}) is right given the true upstream gradients, so a "
+                f"gradient it depends on is wrong under a name of your own" +
+                (f": {_listed(unknown)} matches none of the lecture's gradients" if unknown else ""))
+    why, before = _step_reason(first, c), [s for s in unknown if s.line < first.line]
+    return (f"your line {own.line} ({own.name}) is right given the true upstream gradients; d{k} is "
+            f"wrong only because {first.name} (line {first.line}) is wrong" + (f": {why}" if why else "") +
+            (f" (or a variable it reads: {_listed(before)} matches none of the lecture's gradients)" if before else ""))
+
+
+def _listed(steps):
+    return " or ".join(f"{s.name} (line {s.line})" for s in steps[-3:])
+
+
+def _step_reason(step, c):
+    """The likely mistake of one step inside backward (see diagnose)."""
+    k = "bnmeani" if step.key == "dbnmean" else step.key[1:]
+    upstream = {name[1:]: t for name, t in c.inner.items()}
+    if not isinstance(step.answer, torch.Tensor):
+        return ""
+    extra = _known_mistakes(k, c, upstream) if k in model.GRAD_NAMES else {}
+    return diagnose(step.answer, c.inner[step.key], c.n, **extra)
 
 
 def _bessel(k, c, ex):

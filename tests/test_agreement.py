@@ -77,6 +77,10 @@ FIXTURES = {
     "ex3_bessel": edit("ex3", "n / (n - 1) * bnraw", "bnraw"),
     "ex4_right": ("ex4", solution_cells("ex4")),
     "ex4_hard_coded": edit("ex4", "dlogits /= n", "dlogits /= 32"),
+    "ex4_tanh_slip": edit("ex4", "dhpreact = torch.addcmul(dh, dh * h, h, value=-1)", "dhpreact = (1 - h) * dh"),
+    "ex4_dC_assigned": edit("ex4", "dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), dembcat.view(-1, C.shape[1]))",
+                            "dC = torch.zeros_like(C)\n    dC[Xb.view(-1)] = dembcat.view(-1, C.shape[1])"),
+    "missing_second_path": edit("ex1", "dcounts += torch.ones_like(counts) * dcounts_sum", "pass"),
 }
 
 
@@ -198,6 +202,8 @@ LOSES = {
     "view_hard_coded": {"emb"}, "typo_dlogits_maxes": {"logit_maxes"}, "db2_keepdim": {"b2"},
     "one_go_dlogits_in_ex1": set(),
     "ex4_hard_coded": {"C", "W1", "W2", "b2", "bngain", "bnbias"},
+    "ex4_tanh_slip": {"C", "W1", "bngain", "bnbias", "training"}, "ex4_dC_assigned": {"C", "training"},
+    "missing_second_path": {"counts"},
 }
 
 
@@ -217,6 +223,9 @@ def test_each_mistake_costs_its_own_step_and_says_why(fixture, trusted):
     ("alias_upstream_wrong", "right on the notebook's batch of 32 but not on other batch sizes"),
     ("view_hard_coded", "right on the notebook's batch of 32 but not on other batch sizes"),
     ("typo_dlogits_maxes", "(you wrote dlogits_maxes: a typo?)"),
+    ("ex4_tanh_slip", "wrong only because dhpreact (line 31) is wrong: tanh's derivative is 1 - h**2"),
+    ("ex4_dC_assigned", "(dC) is wrong even given the true upstream gradients"),
+    ("missing_second_path", "counts is used twice"),
 ])
 def test_the_verdicts_say_why(fixture, words, trusted):
     assert any(words in m for ok, m in trusted[fixture].values() if not ok), trusted[fixture]
