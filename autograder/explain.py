@@ -40,7 +40,10 @@ def _statements(source):
 
 
 def _writes(stmt):
-    return {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    """The names a statement assigns, functions it defines included (Exercise 4's `backward`)."""
+    return {n.id if isinstance(n, ast.Name) else n.name for n in ast.walk(stmt)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            or isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def is_answer(source, cell_id=None):
@@ -126,8 +129,9 @@ def _fmt(shape):
 
 
 def _operands(stmt, source, ns):
-    """The first operation in the statement, innermost first, whose two tensor operands do not
-    fit: [(text, tensor), (text, tensor)], the operator; or None."""
+    """The innermost operation of the statement whose two tensor operands do not fit (shapes
+    that do not broadcast, or inner sizes of `@` that differ): (node, (text, left), (text,
+    right)), or None. Operands are evaluated again where that changes nothing (`_pure`)."""
     found = None
     for node in ast.walk(stmt):  # outermost first: keep the last (innermost) that does not fit
         if not isinstance(node, ast.BinOp):
@@ -136,6 +140,8 @@ def _operands(stmt, source, ns):
         if not (_tensor(left) and _tensor(right)):
             continue
         a, b = tuple(left.shape), tuple(right.shape)
+        if not a or not b:
+            continue  # a scalar tensor fits everything but `@`, whose message says so
         if isinstance(node.op, ast.MatMult):
             fits = len(a) >= 1 and len(b) >= 1 and a[-1] == b[-2 if len(b) > 1 else 0]
         else:

@@ -191,3 +191,34 @@ def test_on_colab_the_check_says_it_cannot_read_the_notebook(tmp_path, monkeypat
     sources, notes = hidden.answer_sources_live("ex3", history=["dhprebn = dhpreact"], ran={})
     assert sources == [("ex3_dhprebn", "dhprebn = dhpreact")]
     assert len(notes) == 1 and "Colab" in notes[0] and "cannot read the notebook" in notes[0]
+
+
+def _explain_in_process(source, **tensors):
+    """explain() on a cell run in a namespace of its own, as the kernel runs it."""
+    from autograder.explain import explain
+    import torch
+    ns = {"torch": torch, **{k: torch.zeros(v) for k, v in tensors.items()}}
+    try:
+        exec(compile(source, "<cell>", "exec"), ns)
+    except Exception as e:
+        return " ".join(explain(e, source, ns))
+    raise AssertionError("the cell did not raise")
+
+
+@pytest.mark.parametrize("source, tensors, said", [
+    ("dW2 = dlogits @ h", dict(dlogits=(32, 27), h=(32, 64), W2=(64, 27)),
+     "`dlogits` transposed ((27, 32)) would fit"),
+    ("dh = dlogits @ W2.T.T", dict(dlogits=(32, 27), W2=(64, 27)), "`W2.T.T` transposed ((27, 64)) would fit"),
+    ("dcounts = counts_sum_inv.T * dprobs", dict(counts_sum_inv=(32, 1), dprobs=(32, 27)),
+     "`counts_sum_inv.T` transposed ((32, 1)) would fit"),
+    ("dbnbias = dhpreact\nx = dbnbias @ torch.ones(3)", dict(dhpreact=(32, 64), bnbias=(1, 64)),
+     "the forward pass broadcast `bnbias` along dimension 0"),
+    ("dhprebn = dbndiff * 2\ndbndiff = torch.ones(3)", dict(), "`dbndiff` is used before the line that defines it"),
+    ("dW1 = embcat.T @ dhprebm", dict(embcat=(32, 30), dhprebn=(32, 64)), "a typo for `dhprebn`?"),
+])
+def test_siblings_of_each_slip_are_named(source, tensors, said):
+    """Is each kind of slip named the same way in another place: a transposed left operand of
+    `@`, an extra `.T`, a transposed operand of `*`, a gradient left unsummed where the
+    forward pass broadcast, a gradient used before its line, a typo'd name?"""
+    text = _explain_in_process(source, **tensors)
+    assert said in text and not [w for w in INTERNALS if w in text], text
