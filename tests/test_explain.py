@@ -102,7 +102,7 @@ def test_a_broadcast_mismatch_is_explained_with_the_sub_expressions_shapes(tmp_p
 def _reply(kc, code, cell_id=None):
     msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
                                              "user_expressions": {}, "allow_stdin": False,
-                                             "stop_on_error": True},
+                                             "stop_on_error": False},  # (each alone)
                          metadata={"cellId": cell_id} if cell_id else {})
     kc.shell_channel.send(msg)
     while True:
@@ -167,14 +167,22 @@ def test_the_check_finds_its_own_notebook(tmp_path, monkeypatch, how):
     assert "step: right" in check and WARNING not in check, check
 
 
-def test_an_unsaved_answer_is_still_said_to_differ(tmp_path, monkeypatch):
-    """Where the kernel runs a notebook (its session path) whose saved answer is not what was
-    run, does the check still ask to save it?"""
+@pytest.mark.parametrize("how", ["session", "vscode"])
+def test_the_notebook_the_front_end_names_is_the_one_compared(tmp_path, monkeypatch, how):
+    """Where the front end names the notebook (JupyterLab's session path, VS Code's
+    `__vsc_ipynb_file__`) and its saved answer is not what was run, does the check ask to save
+    it, though the original beside it holds what was run?"""
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    mine = tmp_path / "ex3_batchnorm-Copy1.ipynb"
-    shutil.copy(RELEASE / "ex3_batchnorm.ipynb", mine)
-    monkeypatch.setenv("JPY_SESSION_NAME", str(mine))
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    original, mine = tmp_path / "ex3_batchnorm.ipynb", tmp_path / "ex3_batchnorm-Copy1.ipynb"
+    shutil.copy(RELEASE / "ex3_batchnorm.ipynb", original)
+    _saved_with_answer(original, ALL["ex3"]["ex3_dhprebn"])
+    shutil.copy(RELEASE / "ex3_batchnorm.ipynb", mine)  # not saved since
     nb = _notebook("ex3", {"ex3_dhprebn": ALL["ex3"]["ex3_dhprebn"]}, "ex3_check_dhprebn")
+    if how == "session":
+        monkeypatch.setenv("JPY_SESSION_NAME", mine.name)  # (a path relative to the server's root)
+    else:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(f"__vsc_ipynb_file__ = {str(mine)!r}"))
     check = _said(_run_all(nb, tmp_path)["ex3_check_dhprebn"])
     assert WARNING in check, check
 
