@@ -239,12 +239,16 @@ def explain(err, source, ns):
     return out
 
 
+def _grading():
+    return bool(os.environ.get("NBGRADER_EXECUTION") or os.environ.get("NBGRADER_VALIDATING"))
+
+
 def _explain(result):
     """post_run_cell: explain an answer cell's error and let Run All go on."""
     err = getattr(result, "error_in_exec", None)
     info = getattr(result, "info", None)
-    if not isinstance(err, Exception) or info is None or not isinstance(info.raw_cell, str):
-        return
+    if not isinstance(err, Exception) or info is None or not isinstance(info.raw_cell, str) or _grading():
+        return  # (a kernel forked before nbgrader's variables were set checks them here too)
     try:
         if not is_answer(info.raw_cell, getattr(info, "cell_id", None)):
             return
@@ -261,7 +265,7 @@ def _explain(result):
 
 def watch():
     """Register the explanation in this kernel (once; never under nbgrader)."""
-    if os.environ.get("NBGRADER_EXECUTION") or os.environ.get("NBGRADER_VALIDATING"):
+    if _grading():
         return
     shell = _shell()
     if shell is not None and _explain not in shell.events.callbacks.get("post_run_cell", []):

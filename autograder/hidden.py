@@ -11,7 +11,10 @@ runs in the live kernel, where the learner may not have saved yet (and on Colab 
 is not in the kernel's folder at all), so it takes what the kernel last ran in that cell
 (`answer_sources_live`): by cell id where the front end sends one (JupyterLab, Notebook 7),
 else the saved cell if the kernel ran it as saved, else the latest run input that assigns
-the cell's gradients, and says when that differs from the saved file.
+the cell's gradients, and says when that differs from the saved file: the file of the notebook
+the kernel runs in (a duplicate, a renamed one, VS Code's), or says that it cannot tell (Colab).
+An error raised in an answer cell is explained under it (autograder.explain, registered with
+`watch`).
 """
 import os
 import sys
