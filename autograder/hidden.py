@@ -11,7 +11,10 @@ runs in the live kernel, where the learner may not have saved yet (and on Colab 
 is not in the kernel's folder at all), so it takes what the kernel last ran in that cell
 (`answer_sources_live`): by cell id where the front end sends one (JupyterLab, Notebook 7),
 else the saved cell if the kernel ran it as saved, else the latest run input that assigns
-the cell's gradients, and says when that differs from the saved file.
+the cell's gradients, and says when that differs from the saved file: the file of the notebook
+the kernel runs in (a duplicate, a renamed one, VS Code's), or says that it cannot tell (Colab).
+An error raised in an answer cell is explained under it (autograder.explain, registered with
+`watch`).
 """
 import os
 import sys
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from . import score
+from . import explain, score
 from .exercises import EXERCISES
 from .statements import split
 
@@ -40,10 +43,12 @@ def _remember(info):
 
 
 def watch():
-    """Remember each cell's source by its id when it runs (once per kernel)."""
+    """Remember each cell's source by its id when it runs, and explain an answer cell's error
+    under it (autograder.explain), once per kernel."""
     shell = _shell()
     if shell is not None and _remember not in shell.events.callbacks.get("pre_run_cell", []):
         shell.events.register("pre_run_cell", _remember)
+    explain.watch()
 
 
 watch()
@@ -78,21 +83,43 @@ def _read(path):
     return SimpleNamespace(cells=[cell(c) for c in nb["cells"] if isinstance(c, dict)])
 
 
+def _holds(path, exercise):
+    """Does the saved notebook at path hold the exercise's answer cells and its first graded test?"""
+    ex = EXERCISES[exercise]
+    ids = [f'"grade_id": "{c}"' for c in ex.answer_cells] + [f'"grade_id": "{ex.test_id(next(iter(ex.grads)))}"']
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return False
+    return all(i in text for i in ids)
+
+
 def _find_notebook(exercise):
     """The exercise's notebook in the working folder: by its name, else (renamed: `ex2 (1).ipynb`)
     the latest saved notebook there that holds the exercise's answer cells."""
     path = Path(EXERCISES[exercise].notebook)
     if path.exists():
         return path
-    ids = [f'"grade_id": "{c}"' for c in EXERCISES[exercise].answer_cells]
     for other in sorted(Path().glob("*.ipynb"), key=lambda p: -p.stat().st_mtime):
-        try:
-            text = other.read_text(errors="replace")
-        except OSError:
-            continue
-        if all(i in text for i in ids) and f'"grade_id": "{EXERCISES[exercise].test_id(next(iter(EXERCISES[exercise].grads)))}"' in text:
+        if _holds(other, exercise):
             return other
     return path  # missing: FileNotFoundError when read
+
+
+def _named_notebook():
+    """The notebook the front end says this kernel runs: VS Code's `__vsc_ipynb_file__` in the
+    kernel's namespace, else the session path jupyter-server gives the kernel at its start
+    (JPY_SESSION_NAME: absolute, or a path whose file is in the kernel's folder). None if
+    neither names a file here (renamed since the kernel started, or no such front end)."""
+    shell = _shell()
+    named = [shell.user_ns.get("__vsc_ipynb_file__") if shell is not None else None,
+             os.environ.get("JPY_SESSION_NAME")]
+    for name in named:
+        if isinstance(name, str) and name:
+            for path in (Path(name), Path(Path(name).name)):
+                if path.is_file():
+                    return path
+    return None
 
 
 def saved_sources(exercise, notebook=None):
@@ -115,25 +142,12 @@ def _writes(src):
         return set()
 
 
-def answer_sources_live(exercise, history=None, ran=None, notebook=None):
-    """([(grade_id, source)], [notes]): what the kernel last ran in each answer cell.
-
-    history: the kernel's inputs in order (IPython's raw history by default); ran: {cell id:
-    source of its latest run} (recorded by `watch`). Per answer cell: its latest run by id;
-    else the saved source if it was run as saved (or nothing was run); else the latest input,
-    not taken by another cell, that assigns one of the cell's gradients (a cell the learner
-    never ran: its saved source, as the grade would read it)."""
-    ex = EXERCISES[exercise]
-    history = _history() if history is None else list(history)
-    ran = _ran if ran is None else ran
-    try:
-        saved, ids = saved_sources(exercise, notebook)
-        saved = dict(saved)
-    except (FileNotFoundError, OSError, ValueError):
-        saved, ids = {}, {}
+def _judged(ex, history, ran, saved, ids):
+    """([(grade_id, source)], [cells whose source differs from the saved one]): what the kernel
+    last ran in each answer cell, against one saved notebook's cells (saved, ids)."""
     by_grade = {ids.get(cid, cid): src for cid, src in ran.items()}
     ran_texts = {h.strip() for h in history}
-    out, notes, taken = [], [], set()
+    out, differs, taken = [], [], set()
     for cell, names in ex.answer_cells.items():
         wanted = {"d" + k for k in names} | ({"backward"} if ex.key == "ex4" else set())
         if cell in by_grade:
@@ -150,10 +164,57 @@ def answer_sources_live(exercise, history=None, ran=None, notebook=None):
             taken.add(i)
             src = history[i]
         if saved and cell in saved and src.strip() != saved[cell].strip():
-            notes.append(f"{cell}: judged as you last ran it, which is not what the saved notebook "
-                         "holds: save the notebook (the grade reads the saved file)")
+            differs.append(cell)
         out.append((cell, src))
-    return out, notes
+    return out, differs
+
+
+def _saved(exercise, path):
+    try:
+        saved, ids = saved_sources(exercise, path)
+        return dict(saved), ids
+    except (FileNotFoundError, OSError, ValueError):
+        return {}, {}
+
+
+def answer_sources_live(exercise, history=None, ran=None, notebook=None):
+    """([(grade_id, source)], [notes]): what the kernel last ran in each answer cell.
+
+    history: the kernel's inputs in order (IPython's raw history by default); ran: {cell id:
+    source of its latest run} (recorded by `watch`). Per answer cell: its latest run by id;
+    else the saved source if it was run as saved (or nothing was run); else the latest input,
+    not taken by another cell, that assigns one of the cell's gradients (a cell the learner
+    never ran: its saved source, as the grade would read it).
+
+    The saved notebook compared with: `notebook`, else the one this kernel runs in
+    (`_named_notebook`: a duplicate, a renamed one, VS Code's), else the notebooks in the
+    working folder that hold the exercise: the only one, or the one whose answer cells are
+    what the kernel ran. Where none can be told (Colab, where the notebook is no file here, or
+    several candidates), the notes say so, and never that the saved notebook differs."""
+    ex = EXERCISES[exercise]
+    history = _history() if history is None else list(history)
+    ran = _ran if ran is None else ran
+    path = Path(notebook) if notebook else _named_notebook()
+    if path is None and "google.colab" in sys.modules:
+        out, _ = _judged(ex, history, ran, {}, {})
+        return out, ["on Colab this kernel cannot read the notebook: judged as you last ran each "
+                     "answer cell (the grade reads the notebook you submit)"]
+    if path is None:
+        here = sorted((p for p in Path().glob("*.ipynb") if _holds(p, exercise)),
+                      key=lambda p: (p.name != ex.notebook, p.name))
+        if len(here) > 1:
+            judged = [(p, _judged(ex, history, ran, *_saved(exercise, p))) for p in here]
+            same = [(p, j) for p, j in judged if not j[1]]
+            if not same:
+                names = ", ".join(p.name for p in here)
+                return judged[0][1][0], [f"judged as you last ran it; {len(here)} notebooks here hold "
+                                         f"this exercise ({names}) and none holds what you ran: "
+                                         "save the notebook (the grade reads the saved file)"]
+            return same[0][1][0], []
+        path = here[0] if here else Path(ex.notebook)
+    out, differs = _judged(ex, history, ran, *_saved(exercise, path))
+    return out, [f"{cell}: judged as you last ran it, which is not what the saved notebook "
+                 "holds: save the notebook (the grade reads the saved file)" for cell in differs]
 
 
 def _scored(exercise, sources):

@@ -5,7 +5,8 @@
 
 Each notebook is a list of cells (tools/nb_ex*.py) made with the constructors of
 tools/cells.py; the answers come from tools/solutions.py. Cell ids are stable grade ids. Under
-each notebook's title comes the same first code cell, which installs the course on Colab
+each notebook's title and introduction (ending with what to do when a cell raises:
+cells.introduction) comes the same first code cell, which installs the course on Colab
 (cells.install_cell).
 """
 from pathlib import Path
@@ -18,7 +19,7 @@ import nb_ex2
 import nb_ex3
 import nb_ex4
 from autograder.exercises import EXERCISES
-from cells import install_cell
+from cells import install_cell, introduction
 
 SOURCE = Path(__file__).resolve().parent.parent / "source" / "backprop_ninja"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
@@ -33,7 +34,7 @@ def build(dest=SOURCE):
     for key, module in [("ex1", nb_ex1), ("ex2", nb_ex2), ("ex3", nb_ex3), ("ex4", nb_ex4)]:
         title, *rest = module.CELLS
         assert title.cell_type == "markdown" and title.source.startswith("# "), f"{key} opens with its title"
-        nb = new_notebook(cells=[title, install_cell(), *rest], metadata=KERNEL)
+        nb = new_notebook(cells=[introduction(title), install_cell(), *rest], metadata=KERNEL)
         nbformat.validate(nb)
         paths.append(dest / EXERCISES[key].notebook)
         nbformat.write(nb, paths[-1])

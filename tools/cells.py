@@ -72,6 +72,22 @@ if "google.colab" in sys.modules or importlib.util.find_spec("autograder") is No
 """
 
 
+# The last paragraph of every notebook's introduction: an error in an answer cell is explained
+# under it and Run All goes on (autograder.explain); where a front end stops anyway, what to do.
+ERRORS = """
+**When a cell of yours raises an error**, the course explains it under the error, with your
+tensors and their shapes and the likely slip, and Run All goes on to the check below it,
+which says what each gradient gives. Where Run All still stops at the error, run the rest
+with *Run Selected Cell and All Below* (JupyterLab's Run menu), *Run after* (Colab's Runtime
+menu) or *Execute Cell and Below* (VS Code).
+"""
+
+
+def introduction(title):
+    """The title cell with the paragraph on errors (ERRORS) at its end."""
+    return md(title.id, title.source + "\n\n" + ERRORS.strip("\n"))
+
+
 def install_cell():
     return locked("setup_install", INSTALL.format(url=COURSE_URL))
 
