@@ -357,7 +357,7 @@ RETURNED = "_returned"  # what a top-level `return x` of the body assigns in thi
 def backward_body(statements):
     """(argument names, [Statement], {variable: position in the returned list}) of the body of
     the answer's last top-level `def backward`: each top-level statement of the body on its
-    own, with the cell's line numbers; `return x` becomes `_returned_ = x`; a docstring is
+    own, with the cell's line numbers; `return x` becomes `_returned = x`; a docstring is
     left out. None if the answer defines no such function."""
     import ast
     import textwrap
