@@ -326,7 +326,7 @@ def _message(k, failed, errors, ex, collector=None):
         text = "right on the notebook's batch of 32 but not on other batch sizes"
         raised = [f[0] for f in failed if errors.get(f[0].name)]
         if raised:  # in the grader's words only (score.redacted): a hidden case's error could quote the case
-            return f"{text}: it {errors[raised[0].name].removeprefix('it ')}: is the batch size hard-coded?"
+            return f"{text}: is the batch size hard-coded? ({errors[raised[0].name]})"
         return f"{text}: is the batch size hard-coded?" + (f" {located}" if located else "")
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) and not hidden else None
