@@ -1,22 +1,19 @@
 """Nothing the class runner starts outlives it: `python -m autograder.grade`, in either mode,
 killed (SIGKILL, as the out-of-memory killer or a closed session kills it), stopped (SIGTERM)
 or interrupted (Ctrl-C), leaves none of its workers, kernel servers, fork servers, kernels or
-sandboxes running; and a server outlives no process that started it, whichever of its threads
-started it (a Dask worker's, say). Each run is found by its own marks only (its TMPDIR in the
+sandboxes running. Each run is found by its own marks only (its TMPDIR in the
 processes' environment, the process tree seen before the kill), never by the machine's."""
 import copy
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import psutil
 import pytest
 
-from autograder.grader import course, examples
+from autograder.grader import examples
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 from conftest import is_kernel
@@ -172,51 +169,3 @@ def test_a_class_runner_stopped_while_it_starts_says_so_and_leaves_nothing(klass
         proc.kill()
     assert proc.returncode == 130, out
     assert "interrupted while starting" in out and "Traceback" not in out, out
-
-
-SERVERS = textwrap.dedent("""
-    import os, sys, tempfile, threading, time
-    from autograder.grader import sandbox
-    servers = []
-    def serve():  # a Dask worker's thread: it starts the servers, then lives on
-        servers.append(sandbox.Server())
-        if sandbox.KernelServers.wanted():
-            servers.append(sandbox.KernelServer(sandbox._python(sys.executable), sandbox.kernel_env(os.environ),
-                                                tempfile.mkdtemp()))
-        print("ready", flush=True)
-        time.sleep(600)
-    threading.Thread(target=serve).start()
-""")
-
-
-@pytest.mark.parametrize("sandboxed", [True, False])
-def test_servers_end_with_the_process_that_started_them(tmp_path, sandboxed):
-    """A process (as a Dask worker: no child of the class runner) that started a fork server and
-    a kernel server from one of its threads, killed (SIGKILL): are its servers and their
-    sandboxes gone within seconds, under bubblewrap and without it (no sandbox to take them)?"""
-    if sandboxed and not shutil.which("bwrap"):
-        pytest.skip("bubblewrap is not installed")
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(course.ROOT)}
-    if not sandboxed:  # bubblewrap out of sight
-        env.update(PATH=os.path.dirname(sys.executable), BACKPROP_NINJA_UNSANDBOXED="1")
-    log = open(tmp_path / "stderr", "w+")
-    proc = subprocess.Popen([sys.executable, "-c", SERVERS], stdout=subprocess.PIPE, stderr=log,
-                            text=True, env=env, start_new_session=True)
-    try:
-        if proc.stdout.readline() != "ready\n":
-            log.seek(0)
-            pytest.fail(log.read())
-        seen = below(proc.pid)
-        modules = {m for m in ("autograder.grader.child", "autograder.grader.kernels")
-                   if any(f"-m {m}" in cmdline(p) for p in seen)}
-        assert modules == ({"autograder.grader.child", "autograder.grader.kernels"} if sandboxed
-                           else {"autograder.grader.child"})
-        proc.kill()
-        proc.wait()
-        assert left(seen, tmp) == [], "servers outlived the process that started them"
-    finally:
-        for p in below(proc.pid):
-            p.kill()
-        proc.kill()

@@ -1,6 +1,7 @@
-"""Nothing outlives the process that started it: a grading process ends with its coordinator,
-a server with its grading process, however that one ends (Ctrl-C, SIGTERM, SIGKILL, the
-out-of-memory killer).
+"""Nothing outlives the process that started it: a grading process ends with its coordinator
+(the class runner), however that one ends (Ctrl-C, SIGTERM, SIGKILL, the out-of-memory
+killer); its servers then end with it (bubblewrap's --die-with-parent, and each server's end
+of file on its pipe from the grading process).
 
 Two rules, each enough on its own where it applies:
 - die_with(parent), in the child: Linux's parent-death signal (PR_SET_PDEATHSIG, SIGKILL),

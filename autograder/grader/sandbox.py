@@ -33,7 +33,6 @@ except ImportError:  # a learner's install: no kernels to sandbox here
 
 from .. import data, score
 from . import wire
-from .lifetime import die_with
 
 PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner side included
 # Limits per learner process, in one place. `processes` counts threads too, per sandbox user.
@@ -125,15 +124,10 @@ def _python(path):
 
 
 def _limiter(limits, session=True):
-    """A function run in the child before exec: a session of its own, its end with this
-    process (lifetime.die_with: a server outside bubblewrap too; bubblewrap's --die-with-parent
-    is the same signal) and the limits."""
-    parent = os.getpid()
-
+    """A function run in the child before exec: a session of its own and the limits."""
     def limit():
         if session:
             os.setsid()
-        die_with(parent)
         resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 5))  # SIGXCPU, then KILL
         resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
