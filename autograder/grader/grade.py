@@ -147,7 +147,10 @@ def _start_worker(one_thread, mode=None, setting=None):
     (jobs.preflight_once). It ends with the main process, however that ends (lifetime.py): the
     parent-death signal (the main process starts its workers from its main thread), and a
     watcher on the pipe only the main process holds (multiprocessing's parent sentinel)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C held back since it started: dropped
     os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import multiprocessing.util
     from .lifetime import die_with, end_with
     coordinator = multiprocessing.parent_process()
@@ -254,8 +257,14 @@ class LocalWorkers:
         self.size = jobs
         self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_worker, initargs=(jobs > 1, mode, setting))
-        # started now, each loading what its jobs need meanwhile
-        self.started = [self.pool.submit(_started, setting) for _ in range(jobs)]
+        # started now, each loading what its jobs need meanwhile; until a worker has a session of
+        # its own, a Ctrl-C (the terminal's, to this process's group) is held back from it (it
+        # inherits the blocked SIGINT) and then dropped (_start_worker); here it waits a moment
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.started = [self.pool.submit(_started, setting) for _ in range(jobs)]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def preflight(self):
         """'' if the first worker to start could run a known answer through its sandbox, else why."""
