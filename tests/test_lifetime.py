@@ -5,6 +5,7 @@ sandboxes running. Each run is found by its own marks only (its TMPDIR in the
 processes' environment, the process tree seen before the kill), never by the machine's."""
 import copy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from autograder.grader import examples
+from autograder.grader import examples, grade
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 from conftest import is_kernel
@@ -113,6 +114,13 @@ def marked(tmp):
     return found
 
 
+def kernel_folders(seen, tmp):
+    """The run's kernels' folders left in its TMPDIR or /tmp (named by the pids of their makers)."""
+    pids = {p.pid for p in seen}
+    return [f"{base}/{f}" for base in (tmp, "/tmp") for f in os.listdir(base)
+            if re.match(r"ninja-kernels?-(\d+)-", f) and int(f.split("-")[2]) in pids]
+
+
 def left(seen, tmp):
     """What of the run still runs PROMPTLY seconds from now (zombies are ended)."""
     deadline = time.time() + PROMPTLY
@@ -142,13 +150,17 @@ def test_nothing_the_class_runner_started_outlives_it(klass, tmp_path, mode, sig
             os.kill(proc.pid, sig)
         out, _ = proc.communicate(timeout=60)
         assert left(seen, tmp) == [], f"outlived the class runner ({signal.Signals(sig).name})"
+        folders = kernel_folders(seen, tmp)
     finally:
         for p in below(proc.pid):
             p.kill()
         proc.kill()
+        for p in seen:
+            grade.remove_kernel_folders(p.pid)  # killed (SIGKILL), nothing of the run could remove them
     if sig != signal.SIGKILL:
         assert proc.returncode == 130, out
         assert "interrupted" in out and "Traceback" not in out, out
+        assert folders == [], "the kernels' folders of the workers it stopped are left"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -243,7 +243,19 @@ def stop(pool):
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs + workers, timeout=10)
+    for w in workers:
+        remove_kernel_folders(w.pid)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def remove_kernel_folders(pid):
+    """What a killed grading process leaves of its kernels: their folders (sockets, copies),
+    named by its pid in the temporary folder or /tmp (sandbox.socket_base)."""
+    import glob
+    import tempfile
+    for base in {tempfile.gettempdir(), "/tmp"}:
+        for path in glob.glob(os.path.join(glob.escape(base), f"ninja-kernel*-{pid}-*")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class SchedulerGone(RuntimeError):
