@@ -314,7 +314,8 @@ def test_the_class_command_leaves_no_process_and_no_file_behind_in_either_mode(t
     written, and leave no process of its own running and nothing in its temporary folder (the
     sandboxes' and kernel servers' folders, the jobs' courses), though it ends without tearing
     its modules down? Its TMPDIR is deeper than a Unix socket's path may be long: the kernels'
-    sockets then go in /tmp, and nothing of theirs is left there either."""
+    sockets then go in /tmp, and nothing of theirs is left there (their names carry the pid of
+    the process that made them: another run's, on the same machine, are not this one's)."""
     c = generated_course(tmp_path / "course")
     right = examples.solved(read(c / "release" / ASSIGNMENT / EX2), read(c / "source" / ASSIGNMENT / EX2))
     submit(c, "right", ASSIGNMENT, {EX2: right})
@@ -322,7 +323,6 @@ def test_the_class_command_leaves_no_process_and_no_file_behind_in_either_mode(t
     for mode in ([], ["--scores-only", "--csv", str(tmp_path / "s.csv")]):
         tmp = tmp_path / f"tmp{len(mode)}" / ("deep-" * 12)
         tmp.mkdir(parents=True)
-        sockets = {f for f in os.listdir("/tmp") if f.startswith("ninja-kernel")}
         env = {**os.environ, "TMPDIR": str(tmp),
                "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
         proc = subprocess.Popen([sys.executable, "-m", "autograder.grade", "--course", str(c), "--jobs", "2", *mode],
@@ -344,7 +344,9 @@ def test_the_class_command_leaves_no_process_and_no_file_behind_in_either_mode(t
         _, alive = psutil.wait_procs(list(seen), timeout=5)
         assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "processes outlived the run"
         assert sorted(os.listdir(tmp)) == [], f"left behind in the temporary folder ({mode or 'full'})"
-        assert {f for f in os.listdir("/tmp") if f.startswith("ninja-kernel")} <= sockets, "sockets' folders left in /tmp"
+        pids = {p.pid for p in seen} | {proc.pid}  # the run's own sockets' folders, named by their makers' pids
+        maker = [re.match(r"ninja-kernels?-(\d+)-", f) for f in os.listdir("/tmp")]
+        assert [m.string for m in maker if m and int(m[1]) in pids] == [], "sockets' folders left in /tmp"
     scores = course.scores(c)
     assert {s: scores[s][EX2[:-6]] for s in scores} == {"right": (4, 4), "blank": (0, 4)}
     rows = {r["student"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "s.csv")) if r["item"] == "total"}

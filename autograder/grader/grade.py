@@ -144,10 +144,19 @@ def _start_worker(one_thread, mode=None, setting=None):
     only the main process, which stops the workers itself; then what its jobs need, loaded while
     the main process still reads the class: nbgrader and the kernel server (full mode) and, for
     a course with exercises, its sandboxed fork server, proven on a known answer
-    (jobs.preflight_once)."""
+    (jobs.preflight_once). It ends with the main process, however that ends (lifetime.py): the
+    parent-death signal (the main process starts its workers from its main thread), and a
+    watcher on the pipe only the main process holds (multiprocessing's parent sentinel)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C held back since it started: dropped
     os.setsid()
-    # the worker's end: its clean-up (atexit: the sandboxes, their folders), without the teardown
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import multiprocessing.util
+    from .lifetime import die_with, end_with
+    coordinator = multiprocessing.parent_process()
+    die_with(coordinator.pid)
+    end_with(coordinator.sentinel)
+    # the worker's end: its clean-up (atexit: the sandboxes, their folders), without the teardown
     multiprocessing.util.Finalize(None, exit_without_teardown, exitpriority=-100)
     if one_thread:  # the kernels this worker starts: one thread each, two workers share two cores
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -234,7 +243,19 @@ def stop(pool):
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs + workers, timeout=10)
+    for w in workers:
+        remove_kernel_folders(w.pid)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def remove_kernel_folders(pid):
+    """What a killed grading process leaves of its kernels: their folders (sockets, copies),
+    named by its pid in the temporary folder or /tmp (sandbox.socket_base)."""
+    import glob
+    import tempfile
+    for base in {tempfile.gettempdir(), "/tmp"}:
+        for path in glob.glob(os.path.join(glob.escape(base), f"ninja-kernel*-{pid}-*")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class SchedulerGone(RuntimeError):
@@ -248,8 +269,14 @@ class LocalWorkers:
         self.size = jobs
         self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_worker, initargs=(jobs > 1, mode, setting))
-        # started now, each loading what its jobs need meanwhile
-        self.started = [self.pool.submit(_started, setting) for _ in range(jobs)]
+        # started now, each loading what its jobs need meanwhile; until a worker has a session of
+        # its own, a Ctrl-C (the terminal's, to this process's group) is held back from it (it
+        # inherits the blocked SIGINT) and then dropped (_start_worker); here it waits a moment
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.started = [self.pool.submit(_started, setting) for _ in range(jobs)]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def preflight(self):
         """'' if the first worker to start could run a known answer through its sandbox, else why."""
@@ -382,6 +409,10 @@ class Progress(tqdm):
 
 
 def _interrupt(signum, frame):
+    """Ctrl-C or `kill` (SIGTERM): stop, once; a second one while stopping is ignored, so
+    that the stop finishes (it takes seconds) and says what was graded."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -412,15 +443,24 @@ def main(argv=None):
     from ..exercises import PRACTICE, course_setting
     setting = course_setting(root) if trusted else PRACTICE  # the hidden cases: the jobs carry these, never the secret
     mode = "scores" if args.scores_only else "full"
-    # local workers start now (Python, nbgrader, torch, their sandbox) while this process checks the
-    # sandbox and reads the class; they are stopped on every way out below that grades nobody
-    local = None if args.cluster else LocalWorkers(max(1, min(args.jobs, len(everyone))), mode,
-                                                   setting if trusted else None)
+    # stopped by Ctrl-C or `kill` at any moment from here: with its message, never a traceback
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    local = None
     try:
+        # local workers start now (Python, nbgrader, torch, their sandbox) while this process checks
+        # the sandbox and reads the class; they are stopped on every way out below that grades nobody
+        local = None if args.cluster else LocalWorkers(max(1, min(args.jobs, len(everyone))), mode,
+                                                       setting if trusted else None)
         return _grade(args, p, root, assignment, everyone, trusted, setting, mode, local)
+    except KeyboardInterrupt:  # before grading began (_grade reports an interrupt after that)
+        print(f"\ninterrupted while starting: graded 0 of {len(everyone)} learners; nothing was recorded"
+              + (", no CSV written." if args.scores_only else ": run the same command again to grade them."))
+        return 130
     finally:
         if local is not None:
             local.stop()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
@@ -457,7 +497,6 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
             return 0
         pack = jobs.make_pack(root, assignment, "full", setting, trusted=trusted)
         extensions = submission_extensions(root, assignment)
-    sigterm = signal.signal(signal.SIGTERM, _interrupt)  # stopped by `kill`: as by Ctrl-C
     results, failed, prints, workers = {}, {}, {}, None
     try:
         try:
@@ -534,8 +573,6 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
               + (" No CSV written." if args.scores_only else
                  " Nothing of theirs was recorded: run the same command again to grade them."))
         return 130 if isinstance(e, KeyboardInterrupt) else 3
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
     if not args.scores_only:
         for s in failed:
             print(f"--- the grader could not grade {neutral.text(s)} (not the learner's fault; nothing recorded):\n"

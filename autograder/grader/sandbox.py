@@ -83,12 +83,14 @@ def bwrap_missing():
 
 
 SUN_PATH = 107  # bytes of a Unix socket's path (sockaddr_un.sun_path, less its NUL)
-SOCKET_NAMES = len("/ninja-kernels-12345678/ninja-kernel-12345678/kernel-65535")
+SOCKET_NAMES = len("/ninja-kernels-4194304-12345678/ninja-kernel-12345678/kernel-65535")  # pids: 7 digits
 
 
 def socket_base():
     """Where the kernels' socket folders go: the temporary folder, or /tmp when its path is too
-    long for a Unix socket's below it (a TMPDIR deep in a home or a test's folder)."""
+    long for a Unix socket's below it (a TMPDIR deep in a home or a test's folder). Their names
+    carry the pid of the process that made them: whose they are, in a /tmp that
+    other runs share."""
     base = tempfile.gettempdir()
     if len(os.fsencode(base)) + SOCKET_NAMES > SUN_PATH and os.access("/tmp", os.W_OK | os.X_OK):
         return "/tmp"
@@ -595,7 +597,7 @@ class KernelServers:
 
     def _folder(self):
         if self.folder is None or not os.path.isdir(self.folder):
-            self.folder = tempfile.mkdtemp(prefix="ninja-kernels-", dir=socket_base())
+            self.folder = tempfile.mkdtemp(prefix=f"ninja-kernels-{os.getpid()}-", dir=socket_base())
             self.folder_pid = os.getpid()
             os.chmod(self.folder, 0o755)
         return self.folder
@@ -701,7 +703,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         super().__init__(**kw)
         self._server_folder = None
         if shutil.which("bwrap"):
-            self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-", dir=socket_base())
+            self._sockets = tempfile.mkdtemp(prefix=f"ninja-kernel-{os.getpid()}-", dir=socket_base())
             self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
 
     async def _async_pre_start_kernel(self, **kw):
