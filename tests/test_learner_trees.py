@@ -118,7 +118,7 @@ def test_links_are_never_followed_by_walk_copy_or_remove(tmp_path):
     assert (outside / "inner" / "secret.txt").read_text() == "not theirs"
 
 
-def test_the_bounds_on_entries_and_bytes_are_honoured(tmp_path):
+def test_the_bounds_on_entries_and_bytes_are_honoured(tmp_path, monkeypatch):
     """Are at most BOUNDS.entries entries walked (one note for the rest), a sparse file over
     BOUNDS.file_bytes skipped by its size without being read, and the files' bytes in all
     kept under BOUNDS.bytes?"""
@@ -144,7 +144,10 @@ def test_the_bounds_on_entries_and_bytes_are_honoured(tmp_path):
     assert list(tree.walk(sparse)) == [("big", tree.SKIPPED, f"is larger than {tree.BOUNDS.file_bytes} bytes"),
                                        ("n" * 120, tree.FILE, b"a long name")]
     assert list(tree.walk(sparse, bounds))[1] == ("n" * 120, tree.SKIPPED, "has a path longer than 100 bytes")
+    reads = []
+    monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or b"")
     assert tree.read_regular(sparse / "big", 2**20) == (None, f"is larger than {2**20} bytes")
+    assert reads == [], "read before its size was checked"
 
 
 def test_special_files_are_skipped_with_a_note_and_never_opened(tmp_path):
