@@ -4,8 +4,9 @@ Stock nbgrader copies every file of a learner's submission folder into autograde
 shutil.copy, which follows symbolic links and opens anything (a link to /proc/self/mem or
 /etc/shadow, a FIFO that blocks forever, a device), and it fails the learner on a
 `timestamp.txt` that is not a date. For the course's assignment, CourseAutograde copies regular
-files only (opened without following links, not blocking), keeps a timestamp only if it is a
-date, and notes each file it left out; the note reaches the top of the learner's graded
+files only (opened without following links, not blocking), within tree.BOUNDS (a folder too
+deep, a file too big, what is beyond the first 1,000 entries: left out), keeps a timestamp
+only if it is a date, and notes each file it left out; the note reaches the top of the learner's graded
 notebooks (scoped.RepairingExporter), and so the feedback. Any other assignment is graded as
 stock nbgrader grades it.
 
@@ -19,7 +20,7 @@ import os
 from nbgrader.converters import Autograde, BaseConverter
 
 from . import tree
-from .tree import read_regular  # noqa: F401 (its home was here)
+from .tree import read_regular
 
 MAX_TIMESTAMP = 200  # bytes of a timestamp.txt read
 # {submission folder: [(relative path, why)]}: what was left out of a learner's folder before it
@@ -34,12 +35,8 @@ def files_of(folder, ignore=()):
     for rel, kind, data in tree.walk(folder, ignore=ignore):
         if kind == tree.FILE:
             kept.append((rel, data))
-        elif kind == tree.LINK:
-            left.append((rel, "is a symbolic link"))
-        elif kind == tree.SPECIAL:
-            left.append((rel, f"is {data}, not a regular file"))
-        elif kind == tree.SKIPPED:
-            left.append((rel, data))
+        elif kind != tree.FOLDER:
+            left.append((rel, tree.why_left_out(kind, data)))
     return kept, left
 
 

@@ -51,14 +51,10 @@ def collect(folder, left=None):
     for rel, kind, data in tree.walk(folder, ignore=IGNORED):
         if kind == tree.FILE:
             files[rel] = data
-        elif kind == tree.LINK:
-            files[rel] = LINK
-            left.append((rel, "is a symbolic link"))
-        elif kind == tree.SPECIAL:
-            files[rel] = SPECIAL
-            left.append((rel, f"is {data}, not a regular file"))
-        elif kind == tree.SKIPPED:
-            left.append((rel, data))
+        elif kind != tree.FOLDER:
+            if kind in (tree.LINK, tree.SPECIAL):  # a placeholder in the worker's copy
+                files[rel] = LINK if kind == tree.LINK else SPECIAL
+            left.append((rel, tree.why_left_out(kind, data)))
     return files
 
 

@@ -171,6 +171,15 @@ def _names(fd, most):
     return sorted(names)
 
 
+def why_left_out(kind, data):
+    """Why an entry of that kind is not used as a file: '' for a regular file or a folder."""
+    if kind == LINK:
+        return "is a symbolic link"
+    if kind == SPECIAL:
+        return f"is {data}, not a regular file"
+    return data if kind == SKIPPED else ""
+
+
 def copy(src, dest, bounds=BOUNDS, owner=None):
     """Copy the regular files and folders of src into the folder dest (made if missing), as
     walk() reads them; [(relative path, why)] of what was left out (links, special files,
@@ -188,8 +197,7 @@ def copy(src, dest, bounds=BOUNDS, owner=None):
             with open(fd, "wb") as f:
                 f.write(data)
         else:
-            left.append((rel, "is a symbolic link" if kind == LINK else
-                         f"is {data}, not a regular file" if kind == SPECIAL else data))
+            left.append((rel, why_left_out(kind, data)))
             continue
         _own(path, owner)
     return left
