@@ -37,13 +37,13 @@ import ctypes
 import gc
 import os
 import resource
-import shutil
 import signal
 import sys
 import time
 
 import torch
 
+from . import tree
 from .wire import WireError, ended, receive, send
 
 CHILD_SECONDS = 60  # CPU seconds of one exercise's child (set from the grader's limits)
@@ -300,20 +300,9 @@ def _pids():
 
 
 def remove(path):
-    """Remove what a child left at path, whatever modes it set on its folders (they are this
-    user's: it may give itself the rights back); what cannot go, sweep() finds still there."""
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-            for folder, names, _ in os.walk(path):  # top-down: each folder opened before it is read
-                for name in names:
-                    if not os.path.islink(os.path.join(folder, name)):
-                        os.chmod(os.path.join(folder, name), 0o700)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass
+    """Remove what a child left at path, however deep, whatever modes it set on its folders
+    (tree.remove); what cannot go, sweep() finds still there."""
+    tree.remove(path)
 
 
 def relay(exercise, job, fd_in, fd_out):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import data
-from . import neutral
+from . import neutral, tree
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "backprop_ninja"
@@ -15,8 +15,7 @@ ASSIGNMENT = "backprop_ninja"
 def copy_course(dest, root=ROOT):
     """A fresh course at dest: source/, nbgrader_config.py; no gradebook, no submissions."""
     dest = Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
+    tree.remove(dest)  # an earlier course, learners' folders included, however deep
     shutil.copytree(root / "source", dest / "source")
     shutil.copy(root / "nbgrader_config.py", dest)
     return dest

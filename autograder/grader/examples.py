@@ -1,12 +1,12 @@
 """Example submissions for the demo and the end-to-end tests: the instructor solutions, the
 untouched release, and typical single mistakes, each made by editing one answer cell."""
 import copy
-import shutil
 from pathlib import Path
 
 import nbformat
 
 from ..exercises import EXERCISES
+from . import tree
 
 # name -> (exercise, answer cell id, text in the solution, replacement, gradients it breaks)
 MISTAKES = {
@@ -71,8 +71,7 @@ def write_submissions(course, assignment="backprop_ninja", mistakes=MISTAKES):
         students[name] = {ex: with_mistake(full[ex], cell_id, old, new)}
     for student, notebooks in students.items():
         dest = Path(course) / "submitted" / student / assignment
-        if dest.exists():
-            shutil.rmtree(dest)
+        tree.remove(dest)  # an earlier submission, however deep
         dest.mkdir(parents=True)
         for ex, nb in notebooks.items():
             nbformat.write(nb, dest / EXERCISES[ex].notebook)

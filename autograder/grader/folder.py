@@ -4,8 +4,9 @@ Stock nbgrader copies every file of a learner's submission folder into autograde
 shutil.copy, which follows symbolic links and opens anything (a link to /proc/self/mem or
 /etc/shadow, a FIFO that blocks forever, a device), and it fails the learner on a
 `timestamp.txt` that is not a date. For the course's assignment, CourseAutograde copies regular
-files only (opened without following links, not blocking), keeps a timestamp only if it is a
-date, and notes each file it left out; the note reaches the top of the learner's graded
+files only (opened without following links, not blocking), within tree.BOUNDS (a folder too
+deep, a file too big, what is beyond the first 1,000 entries: left out), keeps a timestamp
+only if it is a date, and notes each file it left out; the note reaches the top of the learner's graded
 notebooks (scoped.RepairingExporter), and so the feedback. Any other assignment is graded as
 stock nbgrader grades it.
 
@@ -14,71 +15,28 @@ nbgrader builds its Autograde converter by name, in `nbgrader autograde` and in 
 build CourseAutograde. This module imports nbgrader only (no torch): every nbgrader command loads
 the configuration.
 """
-import fnmatch
 import os
-import stat
 
 from nbgrader.converters import Autograde, BaseConverter
 
-MAX_FILES = 1000  # files of a submission's folder copied at most
-MAX_BYTES = 256 * 2**20  # bytes of them
+from . import tree
+from .tree import read_regular
+
 MAX_TIMESTAMP = 200  # bytes of a timestamp.txt read
-
-
-def read_regular(path, limit):
-    """(bytes, '') of the regular file at path (at most limit bytes), or (None, why not), without
-    following a link or blocking on a FIFO or device."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        if os.path.islink(path):
-            return None, "is a symbolic link"
-        return None, f"could not be opened ({type(e).__name__})"
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None, "is not a regular file"
-        if st.st_size > limit:
-            return None, f"is larger than {limit} bytes"
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(2**20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            return None, f"is larger than {limit} bytes"
-        return b"".join(chunks), ""
-    finally:
-        os.close(fd)
+# {submission folder: [(relative path, why)]}: what was left out of a learner's folder before it
+# reached this process (the class runner's job carries the folder as its coordinator read it)
+CARRIED = {}
 
 
 def files_of(folder, ignore=()):
-    """([(relative path, bytes)], [(relative path, why it was left out)]) for a submission folder:
-    regular files only, links to folders not entered, at most MAX_FILES and MAX_BYTES."""
-    kept, left, size = [], [], 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, folder)
-        for d in list(dirnames):
-            if os.path.islink(os.path.join(dirpath, d)):
-                dirnames.remove(d)
-                left.append((os.path.normpath(os.path.join(rel_dir, d)), "is a symbolic link to a folder"))
-            elif any(fnmatch.fnmatch(d, pat) for pat in ignore):
-                dirnames.remove(d)
-        for name in sorted(filenames):
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if any(fnmatch.fnmatch(name, pat) for pat in ignore):
-                continue
-            if len(kept) >= MAX_FILES:
-                left.append((rel, f"is beyond the first {MAX_FILES} files"))
-                continue
-            content, why = read_regular(os.path.join(dirpath, name), MAX_BYTES - size)
-            if content is None:
-                left.append((rel, why))
-            else:
-                kept.append((rel, content))
-                size += len(content)
+    """([(relative path, bytes)], [(relative path, why it was left out)]) for a submission folder,
+    as tree.walk reads it: regular files only, links never followed, within tree.BOUNDS."""
+    kept, left = [], list(CARRIED.get(os.path.normpath(folder), []))
+    for rel, kind, data in tree.walk(folder, ignore=ignore):
+        if kind == tree.FILE:
+            kept.append((rel, data))
+        elif kind != tree.FOLDER:
+            left.append((rel, tree.why_left_out(kind, data)))
     return kept, left
 
 
@@ -115,7 +73,7 @@ class RegularFilesOnly(BaseConverter):
         for rel, why in left:
             if rel == "timestamp.txt":
                 continue  # timestamp_of says what is wrong with it
-            notes.append(f"the file `{rel}` in your submission {why}: not used")
+            notes.append(f"`{tree.shown(rel)}` in your submission {why}: not used")
         for rel, content in kept:
             if rel == "timestamp.txt" and timestamp_of(source)[0] is None:
                 continue  # nbgrader would fail on it later (its note comes from timestamp_of)

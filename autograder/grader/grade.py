@@ -26,16 +26,14 @@ import hashlib
 import math
 import multiprocessing
 import os
-import shutil
 import signal
-import stat
 import sys
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
 
-from . import course, jobs, neutral
+from . import course, jobs, neutral, tree
 from ..exercises import EXERCISES
 
 # Seconds one worker takes for one learner (benchmarks/bench.py, README), and to start: the
@@ -64,42 +62,25 @@ def marker(root, student, assignment):
 
 
 def fingerprint(root, student, assignment):
-    """A digest of the learner's submitted files and the assignment's source notebooks. Links
-    are hashed as links (their target's name), never followed, and anything but a regular file
-    (a FIFO, a device, a socket) by its name and kind only: nothing of the learner's is opened
-    that could block, or read what is not theirs."""
+    """A digest of the learner's submitted files and the assignment's source notebooks, as
+    tree.walk reads them (within its bounds). Links are hashed as links (their target's name),
+    never followed, anything but a regular file (a FIFO, a device, a socket) by its name and
+    kind only, and what is beyond a bound by its name and why: nothing of the learner's is
+    opened that could block, or read what is not theirs."""
     h = hashlib.sha256()
     for folder in (Path(root) / "submitted" / student / assignment, Path(root) / "source" / assignment):
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints")
-            for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-                path = os.path.join(dirpath, name)
-                h.update(f"{os.path.relpath(path, root)}\0".encode(errors="surrogateescape"))
-                try:
-                    st = os.lstat(path)
-                    if stat.S_ISLNK(st.st_mode):
-                        h.update(b"link\0" + os.fsencode(os.readlink(path)))
-                    elif stat.S_ISREG(st.st_mode):
-                        _hash_regular(h, path)
-                    else:
-                        h.update(f"special {stat.S_IFMT(st.st_mode)}\0".encode())
-                except OSError as e:  # gone meanwhile, or unreadable: its name and the error
-                    h.update(f"error {type(e).__name__}\0".encode())
+        top = os.path.relpath(folder, root)
+        for rel, kind, data in tree.walk(folder, ignore=(".ipynb_checkpoints",)):
+            if kind == tree.FOLDER:
+                continue
+            h.update(f"{os.path.join(top, rel)}\0".encode(errors="surrogateescape"))
+            if kind == tree.LINK:
+                h.update(b"link\0" + data)
+            elif kind == tree.FILE:
+                h.update(data)
+            else:
+                h.update(f"{kind} {data}\0".encode())
     return h.hexdigest()
-
-
-def _hash_regular(h, path):
-    """Hash a regular file's bytes, opened without following a link or blocking (it was a regular
-    file when looked at; O_NOFOLLOW and O_NONBLOCK hold if it is swapped meanwhile)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            h.update(b"special\0")
-            return
-        while chunk := os.read(fd, 2**20):
-            h.update(chunk)
-    finally:
-        os.close(fd)
 
 
 def in_gradebook(root, assignment):
@@ -129,7 +110,7 @@ def forget(root, learners, assignment):
         return
     with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
         for s in learners:
-            shutil.rmtree(Path(root) / "autograded" / s / assignment, ignore_errors=True)
+            tree.remove(Path(root) / "autograded" / s / assignment)
             marker(root, s, assignment).unlink(missing_ok=True)
             try:
                 gb.remove_submission(assignment, s)
@@ -497,7 +478,7 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
             return 0
         pack = jobs.make_pack(root, assignment, "full", setting, trusted=trusted)
         extensions = submission_extensions(root, assignment)
-    results, failed, prints, workers = {}, {}, {}, None
+    results, failed, prints, left, workers = {}, {}, {}, {}, None
     try:
         try:
             workers = ClusterWorkers(args.cluster) if args.cluster else local
@@ -516,8 +497,9 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
                     s = queue.pop(0)
                     if mode == "full":
                         prints[s] = fingerprint(root, s, assignment)  # what is graded: as it is now
-                    f = workers.submit(pack, jobs.make_learner(root, assignment, s,
-                                                               extensions.get(s) if mode == "full" else None))
+                    learner = jobs.make_learner(root, assignment, s, extensions.get(s) if mode == "full" else None)
+                    left[s] = learner["left"]
+                    f = workers.submit(pack, learner)
                     futures[f] = s
                     pending.add(f)
             top_up()
@@ -573,6 +555,7 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
               + (" No CSV written." if args.scores_only else
                  " Nothing of theirs was recorded: run the same command again to grade them."))
         return 130 if isinstance(e, KeyboardInterrupt) else 3
+    print_left_out({s: left[s] for s in todo if s in results and left.get(s)})
     if not args.scores_only:
         for s in failed:
             print(f"--- the grader could not grade {neutral.text(s)} (not the learner's fault; nothing recorded):\n"
@@ -588,6 +571,15 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
     print_table(root, assignment, results, everyone)
     print(f"wrote {args.csv}: {len(todo) - len(failed)} learners, one row per graded item and a total per learner")
     return 1 if failed else 0
+
+
+def print_left_out(left, most=5):
+    """What was left out of each learner's folder ({student: [(relative path, why)]}), and why:
+    the learner was graded on the rest (in full mode their graded notebooks say so too)."""
+    for s, items in sorted(left.items()):
+        lines = [f"  `{tree.shown(rel)}` {why}" for rel, why in items[:most]]
+        more = f"\n  ... and {len(items) - most} more" if len(items) > most else ""
+        print(f"--- left out of {s}'s submission (graded on the rest):\n" + "\n".join(lines) + more)
 
 
 def submission_extensions(root, assignment):

@@ -12,15 +12,15 @@ function, so a worker needs the installed course package and bubblewrap, and no 
 learner's code runs in the same sandbox there as here (the worker process is never the sandbox).
 """
 import os
-import shutil
 import socket
-import stat
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
-IGNORED = {".ipynb_checkpoints", "__pycache__"}
+from . import tree
+
+IGNORED = (".ipynb_checkpoints", "__pycache__")
 
 # jsonschema's optional check of the "iri" format compiles a grammar when jsonschema is imported
 # (rfc3987_syntax: about 1 s of each grading process, coordinator and workers, via nbformat).
@@ -40,31 +40,21 @@ LINK = None  # what collect gives for a link: that there is one, never what it p
 SPECIAL = "special"  # ... and for a FIFO, device or socket: that there is one, never read
 
 
-def collect(folder):
+def collect(folder, left=None):
     """{relative path: bytes} of the regular files under folder, and LINK for each symbolic link
     (to a file or a folder: never followed, never read; the worker puts a link to an empty file
-    in its place, so that nbgrader sees the file and the repair refuses it, as here). Special
-    files and nbgrader's ignored folders are left out."""
-    folder = Path(folder)
-    files = {}
-    if not folder.is_dir() or folder.is_symlink():
-        return files
-    for top, dirs, names in os.walk(folder, followlinks=False):
-        linked = [d for d in dirs if os.path.islink(os.path.join(top, d))]
-        dirs[:] = sorted(d for d in dirs if d not in IGNORED and d not in linked)
-        for name in sorted(names + linked):
-            path = os.path.join(top, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                files[os.path.relpath(path, folder)] = LINK
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    files[os.path.relpath(path, folder)] = f.read()
-            else:  # the worker puts an empty FIFO there, which the repair skips with its note
-                files[os.path.relpath(path, folder)] = SPECIAL
+    in its place, so that nbgrader sees the file and the repair refuses it, as here), SPECIAL
+    for a FIFO, device or socket. nbgrader's ignored folders are passed over; what is beyond
+    tree.BOUNDS (depth, entries, bytes) or cannot be read is left out. Everything but the
+    regular files is appended to `left` as (relative path, why)."""
+    files, left = {}, [] if left is None else left
+    for rel, kind, data in tree.walk(folder, ignore=IGNORED):
+        if kind == tree.FILE:
+            files[rel] = data
+        elif kind != tree.FOLDER:
+            if kind in (tree.LINK, tree.SPECIAL):  # a placeholder in the worker's copy
+                files[rel] = LINK if kind == tree.LINK else SPECIAL
+            left.append((rel, tree.why_left_out(kind, data)))
     return files
 
 
@@ -124,9 +114,11 @@ def make_pack(root, assignment, mode, setting, points=None, trusted=True):
 
 
 def make_learner(root, assignment, student, extension=None):
-    """One learner's part of a job: their id, submitted files and any extension of the due date."""
-    return {"student": student, "extension": extension,
-            "submitted": collect(Path(root) / "submitted" / student / assignment)}
+    """One learner's part of a job: their id, submitted files, what was left out of their folder
+    (collect's [(relative path, why)]) and any extension of the due date."""
+    left = []
+    submitted = collect(Path(root) / "submitted" / student / assignment, left)
+    return {"student": student, "extension": extension, "submitted": submitted, "left": left}
 
 
 # --- grading (on a worker) -------------------------------------------------------------------
@@ -185,7 +177,7 @@ def run_job(pack, learner):
         try:
             result = (_full if pack["mode"] == "full" else _scores)(pack, learner, Path(tmp))
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            tree.remove(tmp)
         result.update(student=learner["student"], mode=pack["mode"], worker=f"{socket.gethostname()}:{os.getpid()}")
         return result
 
@@ -208,6 +200,7 @@ def _full(pack, learner, tmp):
     from sqlalchemy.exc import SAWarning
     from traitlets.config.loader import PyFileConfigLoader
     from ..exercises import SECRET_FILE
+    from .folder import CARRIED
     from .trusted import SandboxedExecute, TrustedScores
     warnings.simplefilter("ignore", SAWarning)  # nbgrader warns so for each notebook not submitted
     a, s = pack["assignment"], learner["student"]
@@ -232,9 +225,14 @@ def _full(pack, learner, tmp):
     # the learner's time budget is per grading (kept on nbgrader's converter, which each
     # autograde call makes anew; the class's own fallback store is cleared here too)
     vars(SandboxedExecute).get("_ninja_spent", {}).pop(s, None)
+    submitted = os.path.normpath(api.coursedir.format_path(api.coursedir.submitted_directory, s, a))
+    # what the coordinator left out and the job does not carry (links and special files it
+    # does, as placeholders), noted as if this process had found it
+    CARRIED[submitted] = [(rel, why) for rel, why in learner.get("left", []) if rel not in learner["submitted"]]
     try:
         out = api.autograde(a, s, force=True, create=True)
     finally:
+        CARRIED.pop(submitted, None)
         TrustedScores._settings.pop(key, None)
         TrustedScores._verdicts, TrustedScores._ahead = {}, (None, None)
     if (root / SECRET_FILE).exists():
@@ -287,7 +285,6 @@ def record(gb, root, assignment, result):
         nb.flagged = nb.flagged or mine["flagged"]
     gb.db.commit()
     dest = Path(root) / "autograded" / s / assignment
-    if dest.exists():
-        shutil.rmtree(dest)
+    tree.remove(dest)
     dest.mkdir(parents=True)
     write_tree(dest, result["files"])

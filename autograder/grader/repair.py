@@ -19,6 +19,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell
 
+from .tree import read_regular
+
 MAX_SOURCE = 200_000  # characters of one answer cell kept
 MAX_FILE = 64 * 2**20  # bytes of a submitted notebook read at all
 MAX_ATTACHMENTS = 2**20  # bytes of a markdown cell's attachments kept
@@ -69,9 +71,12 @@ def read_any(path):
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
             return None, "the submitted notebook is not a regular file: not read"
-        if st.st_size > MAX_FILE:
+        content, why = read_regular(path, MAX_FILE)  # by its real size, never more than the cap
+        if content is None and why.startswith("is larger"):
             return None, f"the submitted notebook is larger than {MAX_FILE // 2**20} MB: not read"
-        text = path.read_text(encoding="utf-8", errors="replace")
+        if content is None:
+            return None, f"the submitted notebook {why}: not read"
+        text = content.decode("utf-8", errors="replace")
         if not text.strip():
             return None, "the submitted file is empty"
         nb = nbformat.reads(text, as_version=4)  # converts older formats

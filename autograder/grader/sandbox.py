@@ -16,7 +16,6 @@ import resource
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -34,7 +33,7 @@ except ImportError:  # a learner's install: no kernels to sandbox here
 
 from .. import data, score
 from . import cgroup as cgroups
-from . import wire
+from . import tree, wire
 
 PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner side included
 # The bounds on learner code, in one place. A learner is one replay (the fork server's learner
@@ -60,9 +59,9 @@ PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner sid
 LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
               processes=64, statement_seconds=10, open_files=256)
 KERNEL_LIMITS = dict(cpu_seconds=600, memory_bytes=6 * 2**30, file_bytes=64 * 2**20, processes=128, open_files=256)
-KERNEL_COPY = dict(files=1000, bytes=256 * 2**20)  # what of a submission's folder the kernel gets
+KERNEL_COPY = tree.BOUNDS  # what of a submission's folder the kernel gets (depth, entries, bytes)
 LEARNER = dict(memory_bytes=6 * 2**30, tmp_bytes=256 * 2**20, shm_bytes=256 * 2**20,
-               work_bytes=KERNEL_COPY["bytes"] + 128 * 2**20)
+               work_bytes=KERNEL_COPY.bytes + 128 * 2**20)
 # The environment of a sandboxed process: these of the grader's variables, nothing else.
 KERNEL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
               "BACKPROP_NINJA_TRUSTED", "BACKPROP_NINJA_NAMES", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY")
@@ -250,7 +249,7 @@ class _Spawned:
             self.release()
         self.stderr.close()
         if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            tree.remove(self.scratch)
 
     def enter(self, deadline):
         """After asking the server for a learner's process: a memory cgroup for the learner, and
@@ -604,7 +603,6 @@ class KernelServers:
 
     def reserve(self, owner):
         """The folder for owner's kernel, or None if the kernel server is taken (or not wanted)."""
-        from .child import remove
         if not self.wanted():
             return None
         with self.lock:
@@ -612,7 +610,7 @@ class KernelServers:
                 return None
             folder = self._folder()
             for entry in os.listdir(folder):  # what an earlier kernel left (its manager removes its own)
-                remove(os.path.join(folder, entry))
+                tree.remove(os.path.join(folder, entry))
             if os.listdir(folder):
                 return None
             self.owner = weakref.ref(owner)
@@ -675,7 +673,7 @@ class KernelServers:
             self._discard()  # its thread has ended by now (the interpreter joins it first)
         self.stop()
         if self.folder is not None and self.folder_pid == os.getpid():
-            shutil.rmtree(self.folder, ignore_errors=True)
+            tree.remove(self.folder)
             self.folder = None
 
 
@@ -712,7 +710,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if hasattr(self, "_sockets") and self._server_folder is None:
             self._server_folder = kernel_servers.reserve(self)
             if self._server_folder:
-                shutil.rmtree(self._sockets, ignore_errors=True)
+                tree.remove(self._sockets)
                 self._sockets = tempfile.mkdtemp(prefix="ninja-kernel-", dir=self._server_folder)
                 self.ip = os.path.join(self._sockets, "kernel")
                 self.connection_file = os.path.join(self._sockets, "kernel.json")
@@ -757,7 +755,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         process = server.fork(self._work, self._own_env(env), argv)
         if process is None:
             kernel_servers.stop()
-            shutil.rmtree(self._work, ignore_errors=True)
+            tree.remove(self._work)
             return False
         self.provisioner.process, self.provisioner.pid, self.provisioner.pgid = process, None, None
         self.provisioner.cwd = self._work
@@ -783,36 +781,25 @@ class SandboxedKernelManager(AsyncKernelManager):
         return await super()._async_launch_kernel(prefix + [_python(kernel_cmd[0]), *kernel_cmd[1:]], **kw)
 
     async def _async_cleanup_resources(self, restart=False):
-        await super()._async_cleanup_resources(restart)
-        if not restart:
-            if getattr(self, "_bound", None) is not None:
-                self._bound.close()
-            for path in [getattr(self, "_sockets", None), getattr(self, "_work", None)]:
-                if path:
-                    shutil.rmtree(path, ignore_errors=True)
-            self._release()
+        try:
+            await super()._async_cleanup_resources(restart)
+        finally:
+            if not restart:  # whatever the kernel left in its folders, however deep
+                if getattr(self, "_bound", None) is not None:
+                    self._bound.close()
+                for path in [getattr(self, "_sockets", None), getattr(self, "_work", None)]:
+                    if path:
+                        tree.remove(path)
+                self._release()
 
 
 def private_copy(folder, uid, inside=None):
     """A temporary copy of a submission's folder for its kernel (in the folder `inside`, or the
-    machine's temporary folder): regular files only (no links, no devices), at most
-    KERNEL_COPY's number and bytes, owned by the sandbox's user."""
+    machine's temporary folder): regular files and folders only (no links, no devices), within
+    KERNEL_COPY's depth, number and bytes (tree.copy), owned by the sandbox's user."""
     work = tempfile.mkdtemp(prefix="ninja-kernel-work-", dir=inside)
-    count = size = 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        rel = os.path.relpath(dirpath, folder)
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-        os.makedirs(os.path.join(work, rel), exist_ok=True)
-        for name in filenames:
-            src = os.path.join(dirpath, name)
-            st = os.lstat(src)
-            if not stat.S_ISREG(st.st_mode) or count >= KERNEL_COPY["files"] or size + st.st_size > KERNEL_COPY["bytes"]:
-                continue
-            shutil.copyfile(src, os.path.join(work, rel, name), follow_symlinks=False)
-            count, size = count + 1, size + st.st_size
-    for dirpath, dirnames, filenames in os.walk(work):
-        for name in [dirpath, *(os.path.join(dirpath, f) for f in filenames)]:
-            _chown(name, uid)
+    tree.copy(folder, work, KERNEL_COPY, owner=uid if os.geteuid() == 0 else None)
+    _chown(work, uid)
     return work
 
 
