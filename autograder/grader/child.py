@@ -37,6 +37,7 @@ import ctypes
 import gc
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -216,7 +217,7 @@ def isolate(work=None, work_bytes=None):
             try:
                 options = f"size={work_bytes},nr_inodes=10000,mode=0755".encode()
                 check(libc.mount(b"tmpfs", os.fsencode(work), b"tmpfs", 2 | 4 | 8, options), "mount")  # nosuid, nodev, noexec
-                try:
+                try:  # the grader's copy, bounded in depth and size by tree.copy: no deep walk here
                     shutil.copytree(f"/proc/self/fd/{source}", work, symlinks=True, dirs_exist_ok=True)
                 except shutil.Error:
                     pass  # a file it cannot read: its own loss
