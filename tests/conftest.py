@@ -85,3 +85,25 @@ def is_kernel(process):
         return "ipykernel_launcher" in cmd or ("autograder.grader.kernels" in cmd and process.name() == "ipykernel")
     except psutil.Error:
         return False
+
+
+def orphaned_sandboxed():
+    """Sandboxed processes (a sandbox's own user id) that no grader owns any more: their parent
+    chain reaches the machine's init through sandboxed processes and bubblewrap only. A process
+    of a grading run still going on here (another test session's, an instructor's) has that
+    run's grader among its ancestors, and is not counted."""
+    import psutil
+
+    def sandboxed(p):
+        return p.uids().real >= 200_000 or p.name() == "bwrap"
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if p.uids().real < 200_000 or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            chain = p.parents()
+            if all(q.pid == 1 or sandboxed(q) for q in chain):
+                left.append(p)
+        except psutil.Error:
+            continue
+    return left
