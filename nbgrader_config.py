@@ -69,9 +69,14 @@ from autograder.grader.pages import protect_formgrader  # noqa: E402
 
 protect_formgrader()
 
-# `nbgrader export` writes nbgrader's CSV with every text cell inert: a student id or a name that
-# starts with `=` is no formula, no control character reaches the file (autograder/grader/export.py)
-c.ExportApp.plugin_class = "autograder.grader.export.NeutralCsvExport"
+# `nbgrader export` writes the course's gradebook (autograder/grader/export.py): names, the time
+# handed in, the late penalty, the total and a column per exercise (--GradebookExport.per_gradient=True
+# adds one per gradient); every text cell inert (a student id or a name that starts with `=` is no
+# formula, no control character reaches the file). For an LMS:
+#   nbgrader export --exporter=autograder.grader.export.CanvasExport   (canvas.csv)
+#   nbgrader export --exporter=autograder.grader.export.MoodleExport   (moodle.csv)
+# (autograder.grader.export.NeutralCsvExport: nbgrader's own columns, inert.)
+c.ExportApp.plugin_class = "autograder.grader.export.GradebookExport"
 
 # Deadlines, through nbgrader's own mechanisms: set the due date in the gradebook
 # (`nbgrader db assignment add backprop_ninja --duedate "2026-12-01 17:00:00 UTC"`); a notebook

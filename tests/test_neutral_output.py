@@ -144,7 +144,7 @@ def test_nbgrader_export_with_the_courses_config_writes_an_inert_csv(klass):
     assert by_id["'" + FORMULA]["first_name"] == "'@SUM(1+1)" and by_id["'" + FORMULA]["email"] == "'-2+3"
     assert by_id["'" + FORMULA]["last_name"] == "\\x1b[31mRed\\u202e"
     assert by_id["\\x1b]0;pwned\\x07\\x1b[2J\\rok\\x9b31m"]["last_name"] == "Doe, Jane"
-    assert all(is_number(r[k]) for r in by_id.values() for k in ("raw_score", "score", "max_score"))
+    assert all(is_number(r[k]) for r in by_id.values() for k in ("total", "max_score", "late_penalty"))
 
 
 def test_the_class_runners_output_holds_no_escape_or_control_character(klass):

@@ -89,3 +89,67 @@ def test_plain_autograde_penalises_a_late_learner_and_prints_no_warning_of_nbgra
             return n.score, n.late_submission_penalty
         assert ex2("ontime") == (4.0, None)
         assert ex2("late") == (4.0, pytest.approx(0.8))
+
+
+def readme_commands():
+    """The instructor's first grading as README.md gives it: its commands, in order."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Instructors: a first grading"):]
+    block = block[block.index("```bash\n") + 8:]
+    block = block[:block.index("```")]
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
+def test_a_class_through_its_term_with_the_readmes_commands(generated_course, tmp_path):
+    """Do the README's commands, with a due date set and one learner late, take a class from the
+    release to the feedback: the class runner's table, `nbgrader export`, Canvas's and Moodle's
+    imports all giving each learner the same total (the late one less 10% a day), and a feedback
+    page for each notebook handed in?"""
+    import csv as csvmod
+
+    from conftest import solution_cells
+    commands = readme_commands()
+    assert commands[0].startswith(". .venv/bin/activate") and commands[1].startswith("export BACKPROP_NINJA_NAMES=")
+    assert commands[2:] == ["nbgrader generate_assignment backprop_ninja --force", "python -m autograder.grade",
+                            "nbgrader generate_feedback backprop_ninja", "nbgrader export"]
+    c = generated_course(tmp_path / "course")
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+
+    def run(command):
+        argv = command.split()
+        argv = [sys.executable, "-m", "nbgrader", *argv[1:]] if argv[0] == "nbgrader" else [sys.executable, *argv[1:]]
+        proc = subprocess.run(argv, cwd=c, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{command}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+    run(commands[2])
+    nbgrader(c, "db", "assignment", "add", ASSIGNMENT, "--duedate", DUE)
+    nb = nbformat.read(c / "release" / ASSIGNMENT / EX2, as_version=4)
+    for cell in nb.cells:
+        cell.source = solution_cells("ex2").get(cell.get("id"), cell.source)
+    for student, stamp in [("ontime", "2026-12-01 16:00:00 UTC"), ("late", "2026-12-02 18:00:00 UTC")]:
+        dest = c / "submitted" / student / ASSIGNMENT
+        dest.mkdir(parents=True)
+        nbformat.write(nb, dest / EX2)
+        (dest / "timestamp.txt").write_text(stamp)
+    table = run(commands[3]).stdout
+    rows = {line.split()[0]: line for line in table.splitlines() if line.split()[:1] in (["ontime"], ["late"])}
+    assert rows["ontime"].split()[1:3] == ["4", "/"] and "late:" not in rows["ontime"], table
+    assert rows["late"].split()[1:3] == ["3.2", "/"] and rows["late"].endswith("late: -0.8"), table
+    run(commands[4])
+    assert sorted(p.parts[-3] for p in (c / "feedback").glob(f"*/{ASSIGNMENT}/{EX2[:-6]}.html")) == ["late", "ontime"]
+    run(commands[5])
+    nbgrader(c, "export", "--exporter=autograder.grader.export.CanvasExport")
+    nbgrader(c, "export", "--exporter=autograder.grader.export.MoodleExport")
+    read = lambda name: list(csvmod.reader(open(c / name, newline="")))
+    grades, canvas, moodle = read("grades.csv"), read("canvas.csv"), read("moodle.csv")
+    g = {r[1]: dict(zip(grades[0], r)) for r in grades[1:]}
+    assert {s: (float(g[s]["total"]), float(g[s]["late_penalty"]), g[s]["days_late"]) for s in g} == {
+        "ontime": (4.0, 0.0, "0"), "late": (3.2, 0.8, "2")}
+    assert float(g["late"][EX2[:-6]]) == 4.0 and float(g["late"]["max_score"]) == 44.0
+    # Canvas: Student, ID, SIS User ID, SIS Login ID, Section, then the assignment; Points Possible first
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", ASSIGNMENT]
+    assert canvas[1] == ["Points Possible", "", "", "", "", "44.0"]
+    assert {r[3]: float(r[5]) for r in canvas[2:]} == {"ontime": 4.0, "late": 3.2}
+    # Moodle: names, the identifier Moodle maps to a user field, a column per grade item
+    assert moodle[0] == ["First name", "Last name", "Email address", "Username", ASSIGNMENT]
+    assert {r[3]: float(r[4]) for r in moodle[1:]} == {"ontime": 4.0, "late": 3.2}

@@ -597,18 +597,24 @@ TABLE_ROWS = 40  # the end-of-run table is short: the rest is in the gradebook o
 
 def print_table(root, assignment, results, everyone):
     """The end of every run: learner, total, and the score of each exercise, for the learners
-    this run graded (full mode: from the gradebook; scores-only: from the rows). Ids are whole
-    and inert (neutral.text); `-` where the learner did not submit the exercise's notebook."""
+    this run graded (full mode: from the gradebook, the total less the late penalty, as
+    `nbgrader export` has it, and the penalty after the row; scores-only: from the rows). Ids
+    are whole and inert (neutral.text); `-` where the learner did not submit the notebook."""
     names = {ex.notebook[:-6]: key for key, ex in EXERCISES.items()}
-    table = {}
+    table, late = {}, {}
     if results and next(iter(results.values()))["mode"] == "scores":
         for s, r in results.items():
             for row in r["rows"]:
                 got, most = table.setdefault(s, {}).get(row[1], (0.0, 0.0))
                 table[s][row[1]] = (got + row[3], most + row[4])
-    else:
-        book = course.scores(root, assignment) if (Path(root) / "gradebook.db").exists() else {}
-        table = {s: {names.get(nb, nb): v for nb, v in book[s].items()} for s in results if s in book}
+    elif (Path(root) / "gradebook.db").exists():  # the figures of `nbgrader export` (export.standing)
+        from nbgrader.api import Gradebook
+
+        from .export import standing
+        with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
+            book = {s.id: standing(gb, assignment, s.id) for s in gb.students if s.id in results}
+        table = {s: {names.get(nb, nb): v for nb, v in book[s]["exercises"].items()} for s in book}
+        late = {s: book[s]["penalty"] for s in book if book[s]["penalty"]}
     if not table:
         return
     handed_in = course.submitted(root, assignment)
@@ -620,10 +626,11 @@ def print_table(root, assignment, results, everyone):
     lines = [head, "-" * len(head)]
     for s, name in shown.items():
         row = table[s]
-        total, most = sum(v for v, _ in row.values()), sum(m for _, m in row.values())
-        lines.append(f"{name:{width}s}{total:>7g} / {most:<3g}"
+        total, most = sum(v for v, _ in row.values()) - late.get(s, 0.0), sum(m for _, m in row.values())
+        lines.append(f"{name:{width}s}{max(0.0, total):>7g} / {most:<3g}"
                      + "".join(f"{row[c][0]:>10g}" if c in row and notebook[c] in handed_in.get(s, ())
-                               else f"{'-':>10s}" for c in columns))
+                               else f"{'-':>10s}" for c in columns)
+                     + (f"   late: -{late[s]:g}" if s in late else ""))
     if len(table) > TABLE_ROWS:
         lines.append(f"... and {len(table) - TABLE_ROWS} more learners")
     print("\n".join(lines))
