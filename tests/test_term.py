@@ -126,17 +126,21 @@ def test_a_class_through_its_term_with_the_readmes_commands(generated_course, tm
     nb = nbformat.read(c / "release" / ASSIGNMENT / EX2, as_version=4)
     for cell in nb.cells:
         cell.source = solution_cells("ex2").get(cell.get("id"), cell.source)
-    for student, stamp in [("ontime", "2026-12-01 16:00:00 UTC"), ("late", "2026-12-02 18:00:00 UTC")]:
+    for student, stamp in [("ontime", "2026-12-01 16:00:00 UTC"), ("late", "2026-12-02 18:00:00 UTC"),
+                           ("nodate", "when I felt like it")]:
         dest = c / "submitted" / student / ASSIGNMENT
         dest.mkdir(parents=True)
         nbformat.write(nb, dest / EX2)
         (dest / "timestamp.txt").write_text(stamp)
     table = run(commands[3]).stdout
+    nodate, = [line for line in table.splitlines() if line.startswith("nodate ")]
+    assert nodate.split()[1] == "4" and nodate.endswith("timestamp.txt is not a date: ignored (the submission "
+                                                        "counts as on time)"), table
     rows = {line.split()[0]: line for line in table.splitlines() if line.split()[:1] in (["ontime"], ["late"])}
     assert rows["ontime"].split()[1:3] == ["4", "/"] and "late:" not in rows["ontime"], table
     assert rows["late"].split()[1:3] == ["3.2", "/"] and rows["late"].endswith("late: -0.8"), table
     run(commands[4])
-    assert sorted(p.parts[-3] for p in (c / "feedback").glob(f"*/{ASSIGNMENT}/{EX2[:-6]}.html")) == ["late", "ontime"]
+    assert sorted(p.parts[-3] for p in (c / "feedback").glob(f"*/{ASSIGNMENT}/{EX2[:-6]}.html")) == ["late", "nodate", "ontime"]
     run(commands[5])
     nbgrader(c, "export", "--exporter=autograder.grader.export.CanvasExport")
     nbgrader(c, "export", "--exporter=autograder.grader.export.MoodleExport")
@@ -144,12 +148,12 @@ def test_a_class_through_its_term_with_the_readmes_commands(generated_course, tm
     grades, canvas, moodle = read("grades.csv"), read("canvas.csv"), read("moodle.csv")
     g = {r[1]: dict(zip(grades[0], r)) for r in grades[1:]}
     assert {s: (float(g[s]["total"]), float(g[s]["late_penalty"]), g[s]["days_late"]) for s in g} == {
-        "ontime": (4.0, 0.0, "0"), "late": (3.2, 0.8, "2")}
+        "ontime": (4.0, 0.0, "0"), "late": (3.2, 0.8, "2"), "nodate": (4.0, 0.0, "0")}
     assert float(g["late"][EX2[:-6]]) == 4.0 and float(g["late"]["max_score"]) == 44.0
     # Canvas: Student, ID, SIS User ID, SIS Login ID, Section, then the assignment; Points Possible first
     assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", ASSIGNMENT]
     assert canvas[1] == ["Points Possible", "", "", "", "", "44.0"]
-    assert {r[3]: float(r[5]) for r in canvas[2:]} == {"ontime": 4.0, "late": 3.2}
+    assert {r[3]: float(r[5]) for r in canvas[2:]} == {"ontime": 4.0, "late": 3.2, "nodate": 4.0}
     # Moodle: names, the identifier Moodle maps to a user field, a column per grade item
     assert moodle[0] == ["First name", "Last name", "Email address", "Username", ASSIGNMENT]
-    assert {r[3]: float(r[4]) for r in moodle[1:]} == {"ontime": 4.0, "late": 3.2}
+    assert {r[3]: float(r[4]) for r in moodle[1:]} == {"ontime": 4.0, "late": 3.2, "nodate": 4.0}

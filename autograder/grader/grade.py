@@ -630,10 +630,18 @@ def print_table(root, assignment, results, everyone):
         lines.append(f"{name:{width}s}{max(0.0, total):>7g} / {most:<3g}"
                      + "".join(f"{row[c][0]:>10g}" if c in row and notebook[c] in handed_in.get(s, ())
                                else f"{'-':>10s}" for c in columns)
-                     + (f"   late: -{late[s]:g}" if s in late else ""))
+                     + (f"   late: -{late[s]:g}" if s in late else "") + _timestamp_flag(root, s, assignment))
     if len(table) > TABLE_ROWS:
         lines.append(f"... and {len(table) - TABLE_ROWS} more learners")
     print("\n".join(lines))
+
+
+def _timestamp_flag(root, student, assignment):
+    """'   timestamp.txt ...' where a learner's timestamp.txt is there but not a date (nbgrader
+    then counts the submission as on time), else ''."""
+    from .folder import timestamp_of
+    _, problem = timestamp_of(Path(root) / "submitted" / student / assignment)
+    return f"   {problem.replace('`', '')}" if problem else ""
 
 
 def write_scores(path, per_learner):
