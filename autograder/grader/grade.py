@@ -236,7 +236,7 @@ def remove_kernel_folders(pid):
     import tempfile
     for base in {tempfile.gettempdir(), "/tmp"}:
         for path in glob.glob(os.path.join(glob.escape(base), f"ninja-kernel*-{pid}-*")):
-            shutil.rmtree(path, ignore_errors=True)
+            tree.remove(path)  # whatever its kernels made there, however deep
 
 
 class SchedulerGone(RuntimeError):
