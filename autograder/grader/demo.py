@@ -89,6 +89,7 @@ def run_grading(root, build):
     stage(2, f"Generating the learner's release with nbgrader, in {c} ...")
     course.copy_course(c, root)
     course.nbgrader(c, "generate_assignment", course.ASSIGNMENT, "--force")
+    course.nbgrader(c, "db", "assignment", "add", course.ASSIGNMENT, "--duedate", examples.DUE)
     students = examples.write_submissions(c)
     stage(3, f"Autograding {len(students)} example submissions: the instructor solutions, the "
              "untouched release, and typical mistakes (each alone, in the one notebook it is in) ...")
@@ -99,6 +100,8 @@ def run_grading(root, build):
         raise StageFailed(f"grading the examples failed (python -m autograder.grade exited {failed}): see above")
     print(f"      done in {time.time() - start:.0f} s\n")
     print(course.score_table(course.scores(c), course.submitted(c)))
+    print(f"\nDue {examples.DUE}: " + "; ".join(
+        f"{s} handed in at {when}, {late_line(c, s)}" for s, when in examples.LATE.items()))
     print("\nEvery lost point, with the verdict the learner's feedback gives:")
     print(report.lost_points_table(c))
     stage(4, "Generating the feedback pages (nbgrader generate_feedback) ...")
@@ -110,6 +113,18 @@ def run_grading(root, build):
             if page.parts[-3] == student:
                 print(f"      for example {page}")
                 break
+
+
+def late_line(c, student):
+    """What the gradebook says of a late learner: the penalty and the total after it."""
+    from nbgrader.api import Gradebook
+
+    from .export import standing
+    from .late import days_late
+    with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:
+        st = standing(gb, course.ASSIGNMENT, student)
+    return (f"{days_late(st['seconds_late'])} days late: {st['penalty']:g} points off "
+            f"(10% of the notebook's score a day), {st['score']:g} of {st['max']:g} in all")
 
 
 def main(argv=None):
