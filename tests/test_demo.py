@@ -90,16 +90,6 @@ def test_the_reference_stage_shows_progress_figures_and_names(tiny_repository):
     assert (tiny_repository / "build" / "backprop_ninja.ipynb").exists()
 
 
-def test_the_score_table_shows_a_dash_for_a_notebook_not_submitted():
-    table = {"solutions": {"ex1_atomic_graph": (26, 26), "ex2_cross_entropy": (4, 4)},
-             "one_mistake": {"ex1_atomic_graph": (25, 26), "ex2_cross_entropy": (0, 4)}}
-    text = course.score_table(table, {"solutions": {"ex1_atomic_graph", "ex2_cross_entropy"},
-                                      "one_mistake": {"ex1_atomic_graph"}})
-    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:]}
-    assert rows["one_mistake"] == ["25", "/", "26", "-", "25", "/", "30"]
-    assert rows["solutions"] == ["26", "/", "26", "4", "/", "4", "30", "/", "30"]
-
-
 def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
     """Does the list of lost points give each wrong item of a submitted notebook its verdict,
     group the items of one exercise that share a verdict, and leave out notebooks not submitted?"""

@@ -97,18 +97,3 @@ def submitted(course, assignment=ASSIGNMENT):
     """{student: {notebook name}} of the notebooks each learner handed in."""
     return {p.name: {nb.stem for nb in (p / assignment).glob("*.ipynb")}
             for p in (Path(course) / "submitted").iterdir() if (p / assignment).is_dir()}
-
-
-def score_table(table, handed_in=None):
-    """A text table: one row per student, one column per notebook (`-` where the student did
-    not submit it), and the total."""
-    notebooks = sorted({nb for row in table.values() for nb in row})
-    head = f"{'student':28s}" + "".join(f"{nb[:17]:>18s}" for nb in notebooks) + f"{'total':>12s}"
-    lines = [head, "-" * len(head)]
-    for student in sorted(table):
-        row, mine = table[student], (handed_in or {}).get(student, set(table[student]))
-        cells = "".join(f"{row[nb][0]:>11g} / {row[nb][1]:<4g}" if nb in mine else f"{'-':>13s}{'':5s}"
-                        for nb in notebooks)
-        total, most = sum(s for s, _ in row.values()), sum(m for _, m in row.values())
-        lines.append(f"{neutral.text(student):28s}{cells}{total:>6g} / {most:<4g}")
-    return "\n".join(lines)

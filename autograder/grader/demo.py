@@ -99,8 +99,7 @@ def run_grading(root, build):
     if failed:
         raise StageFailed(f"grading the examples failed (python -m autograder.grade exited {failed}): see above")
     print(f"      done in {time.time() - start:.0f} s\n")
-    print(course.score_table(course.scores(c), course.submitted(c)))
-    print(f"\nDue {examples.DUE}: " + "; ".join(
+    print(f"Due {examples.DUE}: " + "; ".join(
         f"{s} handed in at {when}, {late_line(c, s)}" for s, when in examples.LATE.items()))
     print("\nEvery lost point, with the verdict the learner's feedback gives:")
     print(report.lost_points_table(c))
