@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import data
-from . import neutral, tree
+from . import tree
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "backprop_ninja"
