@@ -24,7 +24,8 @@ IPC = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
        "print('left', shm)")
 FILL = "with open('/tmp/fill', 'wb') as f:\n    for _ in range(512):\n        f.write(b'x' * 2**20)"
 LEAK = ("class K48(Exception):\n    pass\n"
-        "if n != 32:\n    raise K48(f'{logits.shape}')\n")
+        "def checked(x):\n    if n != 32:\n        raise K48(f'{x.shape}')\n    return x\n"
+        "dlogits = checked(F.softmax(logits, 1))\ndlogits[range(n), Yb] -= 1\ndlogits /= n")
 HONEST_IDIOMS = ("import numpy as np\n"
                  "def _indexed_logprobs(x, _):\n    return x[range(n), _]\n"
                  "p = F.softmax(logits, 1).numpy().astype(np.float64)\n"
@@ -54,7 +55,7 @@ def build_class(c):
         if s == "remote-image":
             nb.cells.insert(at, new_markdown_cell("![pixel](https://tracker.invalid/pixel.png)"))
         if s == "hidden-leak":
-            nb.cells[at].source = LEAK + nb.cells[at].source
+            nb.cells[at].source = LEAK
         if s == "idioms":
             nb.cells[at].source = HONEST_IDIOMS
         nbformat.write(nb, folder / EX2)
