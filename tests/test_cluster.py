@@ -193,7 +193,7 @@ def test_a_full_run_on_the_cluster_with_a_worker_killed_is_plain_nbgrader_autogr
     assert rc == 0 and "6 of 6 learners graded already" in out, out
     course.nbgrader(ours, "export", "--to", str(tmp_path / "grades.csv"))
     rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
-    assert {r["student_id"]: float(r["score"]) for r in rows}["solutions"] == 44
+    assert {r["student_id"]: float(r["total"]) for r in rows}["solutions"] == 44
     course.nbgrader(ours, "generate_feedback", ASSIGNMENT, "--student", "solutions")
     assert len(list((ours / "feedback" / "solutions" / ASSIGNMENT).glob("*.html"))) == 4
 

@@ -146,8 +146,8 @@ def test_feedback_and_export(graded):
     course.nbgrader(graded, "export", "--to", "grades.csv")
     rows = {r["student_id"]: r for r in csv.DictReader(open(graded / "grades.csv"))}
     most = float(rows["solutions"]["max_score"])
-    assert float(rows["solutions"]["score"]) == most and float(rows["blank"]["score"]) == 0
-    assert float(rows["bessel_n"]["score"]) == sum(EXERCISES["ex1"].grads.values()) - 1
+    assert float(rows["solutions"]["total"]) == most and float(rows["blank"]["total"]) == 0
+    assert float(rows["bessel_n"]["total"]) == sum(EXERCISES["ex1"].grads.values()) - 1
 
 
 @pytest.mark.parametrize("student", list(BAD_INPUT_SCORES))
