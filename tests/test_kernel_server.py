@@ -172,7 +172,7 @@ def test_each_kernel_is_in_a_memory_cgroup_of_its_own_gone_after_it(folder):
         found = {}
         for name in os.listdir(base):
             path = os.path.join(base, name)
-            if name.startswith("ninja-learner-") and os.path.isdir(path):
+            if name.startswith(f"ninja-learner-{os.getpid()}-") and os.path.isdir(path):  # this run's only
                 pids = [int(p) for p in open(os.path.join(path, "cgroup.procs")).read().split()]
                 found[name] = ([p for p in pids if psutil.pid_exists(p) and is_kernel(psutil.Process(p))],
                                int(open(os.path.join(path, limit_file)).read()))
