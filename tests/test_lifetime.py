@@ -148,7 +148,7 @@ def test_nothing_the_class_runner_started_outlives_it(klass, tmp_path, mode, sig
             os.killpg(proc.pid, sig)  # Ctrl-C: the terminal signals the job's process group
         else:
             os.kill(proc.pid, sig)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=180)  # a loaded machine
         assert left(seen, tmp) == [], f"outlived the class runner ({signal.Signals(sig).name})"
         folders = kernel_folders(seen, tmp)
     finally:
@@ -173,7 +173,7 @@ def test_a_class_runner_stopped_while_it_starts_says_so_and_leaves_nothing(klass
         wait_until(proc, lambda: len(workers(proc)) == 2)
         seen = below(proc.pid) + [psutil.Process(proc.pid)]
         os.killpg(proc.pid, sig)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=180)  # a loaded machine
         assert left(seen, tmp) == []
     finally:
         for p in below(proc.pid):
