@@ -3,14 +3,13 @@ a learner's kernel leaves in IPC or keyrings visible to the next kernel forked f
 server, are its memory, /tmp, /dev/shm and working folder capped as a whole, and are the
 grader and the next learner fine after a learner hit a cap? Each test runs cells in real
 kernels, as nbgrader's Execute does; the learner's code there is unrestricted Python."""
-import os
 
 import psutil
 import pytest
 from nbclient.exceptions import DeadKernelError
 
 from autograder.grader import cgroup, sandbox
-from test_kernel_server import run, server_pid
+from test_kernel_server import folder, run, server_pid  # noqa: F401 (folder: the same fixture)
 
 pytestmark = pytest.mark.skipif(not sandbox.shutil.which("bwrap"), reason="the kernel server runs under bubblewrap")
 MiB = 2**20
@@ -52,13 +51,6 @@ def found():
 '''
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    (tmp_path / "notes.txt").write_text("mine\n")
-    sandbox.kernel_servers.stop()
-    yield tmp_path
-    sandbox.kernel_servers.stop()
 
 
 def test_ipc_objects_and_keys_a_kernel_leaves_are_not_seen_by_the_next(folder):

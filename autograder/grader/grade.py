@@ -601,7 +601,7 @@ def print_table(root, assignment, results, everyone):
     `nbgrader export` has it, and the penalty after the row; scores-only: from the rows). Ids
     are whole and inert (neutral.text); `-` where the learner did not submit the notebook."""
     names = {ex.notebook[:-6]: key for key, ex in EXERCISES.items()}
-    table, late = {}, {}
+    table, late, flags = {}, {}, {}
     if results and next(iter(results.values()))["mode"] == "scores":
         for s, r in results.items():
             for row in r["rows"]:
@@ -615,6 +615,7 @@ def print_table(root, assignment, results, everyone):
             book = {s.id: standing(gb, assignment, s.id) for s in gb.students if s.id in results}
         table = {s: {names.get(nb, nb): v for nb, v in book[s]["exercises"].items()} for s in book}
         late = {s: book[s]["penalty"] for s in book if book[s]["penalty"]}
+        flags = {s: _timestamp_flag(root, s, assignment) for s in book}  # nbgrader's reading of the date
     if not table:
         return
     handed_in = course.submitted(root, assignment)
@@ -630,7 +631,7 @@ def print_table(root, assignment, results, everyone):
         lines.append(f"{name:{width}s}{max(0.0, total):>7g} / {most:<3g}"
                      + "".join(f"{row[c][0]:>10g}" if c in row and notebook[c] in handed_in.get(s, ())
                                else f"{'-':>10s}" for c in columns)
-                     + (f"   late: -{late[s]:g}" if s in late else "") + _timestamp_flag(root, s, assignment))
+                     + (f"   late: -{late[s]:g}" if s in late else "") + flags.get(s, ""))
     if len(table) > TABLE_ROWS:
         lines.append(f"... and {len(table) - TABLE_ROWS} more learners")
     print("\n".join(lines))
