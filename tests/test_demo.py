@@ -90,6 +90,24 @@ def test_the_reference_stage_shows_progress_figures_and_names(tiny_repository):
     assert (tiny_repository / "build" / "backprop_ninja.ipynb").exists()
 
 
+def test_the_kernels_own_stderr_is_kept_from_a_good_run_and_shown_for_a_bad_one(tiny_repository):
+    """What the reference kernel writes to its own stderr (below its cells' output, as libzmq's
+    abort on the way out does) stays off the demo's stderr when every cell ran, and is shown,
+    with the stage that failed, when the kernel dies."""
+    path = tiny_repository / "notebooks" / "backprop_ninja.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(new_code_cell("import os\nos.write(2, b'Assertion failed: noise from the kernel\\n')"))
+    nbformat.write(nb, path)
+    command = [sys.executable, "-m", "autograder.grader.demo", "--repo", str(tiny_repository), "--skip-grading"]
+    run = subprocess.run(command, cwd=tiny_repository, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    nb.cells.insert(1, new_code_cell("import os\nos.write(2, b'the kernel is going\\n')\nos.abort()"))
+    nbformat.write(nb, path)
+    run = subprocess.run(command, cwd=tiny_repository, capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "the reference notebook did not run" in run.stderr and "the kernel is going" in run.stderr
+
+
 def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
     """Does the list of lost points give each wrong item of a submitted notebook its verdict,
     group the items of one exercise that share a verdict, and leave out notebooks not submitted?"""

@@ -70,7 +70,18 @@ def run_reference(root, build):
     with tempfile.TemporaryDirectory(prefix="ninja-demo-") as sockets:
         # Unix sockets, not TCP: no "running over TCP without encryption" warning on stderr
         ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
-        ShowProgress(nb, config=ipc, timeout=None, resources={"metadata": {"path": str(path.parent)}}).execute()
+        # The kernel's own stderr (not its cells': those come as messages) goes to a log, shown
+        # only if the run fails: libzmq may abort a kernel on its way out after a clean shutdown
+        # ("Assertion failed: pfd.revents & POLLIN"), which is noise once every cell has run.
+        with open(os.path.join(sockets, "kernel.log"), "w+") as log:
+            try:
+                ShowProgress(nb, config=ipc, timeout=None,
+                             resources={"metadata": {"path": str(path.parent)}}).execute(stderr=log)
+            except Exception as e:
+                log.seek(0)
+                said = log.read()[-1500:].strip()
+                raise StageFailed(f"the reference notebook did not run: {type(e).__name__}: {str(e)[-1500:]}"
+                                  + (f"\nthe kernel's stderr:\n{said}" if said else "")) from None
     build.mkdir(exist_ok=True)
     nbformat.write(nb, build / path.name)
     print(f"      done in {time.time() - start:.0f} s; the executed notebook: {build / path.name}")
