@@ -205,8 +205,8 @@ def kill_tree(proc):
 def stop(pool):
     """Kill the pool's workers and everything they started (kernels, sandboxes), at once."""
     import psutil
-    workers = []
-    for p in multiprocessing.active_children():
+    children, workers = multiprocessing.active_children(), []
+    for p in children:
         try:
             workers.append(psutil.Process(p.pid))
             workers[-1].suspend()  # so that it starts nothing new while its children are found
@@ -223,9 +223,16 @@ def stop(pool):
             proc.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(procs + workers, timeout=10)
+    psutil.wait_procs(procs, timeout=10)
+    # the workers are this process's children: reaped by multiprocessing itself, never by psutil,
+    # whose wait would leave the pool's manager thread seeing them alive for ever (a hang at exit)
+    for p in children:
+        p.join(10)
     for w in workers:
         remove_kernel_folders(w.pid)
+    from . import cgroup
+    if workers and cgroup.base():
+        cgroup.sweep(cgroup.base()[1])  # the memory cgroups of the learners they were grading
     pool.shutdown(wait=False, cancel_futures=True)
 
 
