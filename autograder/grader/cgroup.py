@@ -12,6 +12,7 @@ logged once per process.
 import itertools
 import logging
 import os
+import re
 import signal
 import time
 
@@ -59,12 +60,40 @@ def _find():
 
 
 def base():
-    """(version, folder) where learners' cgroups are made, or None; looked up and logged once."""
+    """(version, folder) where learners' cgroups are made, or None; looked up and logged once,
+    and the cgroups that grading processes now gone left there removed (sweep)."""
     global _base
     if _base is False:
         _base = _find()
         log.info(describe())
+        if _base:
+            sweep(_base[1])
     return _base
+
+
+def sweep(folder):
+    """Remove the learners' cgroups in `folder` whose maker (the pid in their name) has ended, as
+    a killed grading process leaves them, with anything still in them."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(r"ninja-learner-(\d+)-\d+", name)
+        if m and not _alive(int(m.group(1))):
+            left = Learner.__new__(Learner)
+            left.path = os.path.join(folder, name)
+            left.close(seconds=1)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def describe():
