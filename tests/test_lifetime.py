@@ -210,3 +210,26 @@ def test_stopped_workers_are_reaped_where_the_pool_sees_them_end():
     after a Ctrl-C in about 1 run in 6)."""
     run = subprocess.run([sys.executable, "-c", STOPPED], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout == "[]\n", run.stdout + run.stderr
+
+
+def test_what_killed_grading_processes_left_is_swept_by_the_next_run(tmp_path, monkeypatch):
+    """A grading process killed outright leaves its kernels' and jobs' folders (named by its
+    pid): does the next run's sweep remove those of ended processes, however deep, and keep
+    those of live ones and of other users?"""
+    import tempfile
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    names = {f"bpn-job-{gone.pid}-abc": False, f"ninja-kernel-{gone.pid}-x": False,
+             f"ninja-kernels-{gone.pid}-y": False, f"ninja-kernel-work-{gone.pid}-z": False,
+             f"bpn-job-{os.getpid()}-live": True, f"ninja-kernel-{gone.pid}-theirs": True, "bpn-job-other": True}
+    for name in names:
+        deep = tmp_path / name / "/".join(["d"] * 50)
+        deep.mkdir(parents=True)
+        (deep / "f").write_text("x")
+    if os.geteuid() == 0:  # another user's (only root can make one)
+        os.chown(tmp_path / f"ninja-kernel-{gone.pid}-theirs", 12345, 12345)
+    else:
+        names[f"ninja-kernel-{gone.pid}-theirs"] = False
+    grade.sweep_left()
+    assert {n: (tmp_path / n).exists() for n in names} == names

@@ -80,13 +80,14 @@ def sweep(folder):
         return
     for name in names:
         m = re.fullmatch(r"ninja-learner-(\d+)-\d+", name)
-        if m and not _alive(int(m.group(1))):
+        if m and not alive(int(m.group(1))):
             left = Learner.__new__(Learner)
             left.path = os.path.join(folder, name)
             left.close(seconds=1)
 
 
-def _alive(pid):
+def alive(pid):
+    """Whether a process `pid` exists (on this machine's pid namespace)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,6 +26,7 @@ import hashlib
 import math
 import multiprocessing
 import os
+import re
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
@@ -236,14 +237,49 @@ def stop(pool):
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+# the folders a grading process makes in the temporary folder or /tmp (sandbox.socket_base),
+# named by its pid: its kernels' sockets and copies, its jobs' folders
+LEFT = re.compile(r"(?:ninja-kernels?|ninja-kernel-work|bpn-job)-(\d+)-")
+
+
+def _left(base):
+    """{path: pid} of the grading processes' folders in `base` that are this user's."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        m = LEFT.match(name)
+        try:
+            if m and os.lstat(os.path.join(base, name)).st_uid == os.geteuid():
+                found[os.path.join(base, name)] = int(m.group(1))
+        except OSError:
+            pass
+    return found
+
+
 def remove_kernel_folders(pid):
-    """What a killed grading process leaves of its kernels: their folders (sockets, copies),
-    named by its pid in the temporary folder or /tmp (sandbox.socket_base)."""
-    import glob
+    """What a killed grading process leaves of its kernels and jobs: their folders (sockets,
+    copies, the job's files), named by its pid in the temporary folder or /tmp."""
     import tempfile
     for base in {tempfile.gettempdir(), "/tmp"}:
-        for path in glob.glob(os.path.join(glob.escape(base), f"ninja-kernel*-{pid}-*")):
-            tree.remove(path)  # whatever its kernels made there, however deep
+        for path, maker in _left(base).items():
+            if maker == pid:
+                tree.remove(path)  # whatever its kernels made there, however deep
+
+
+def sweep_left():
+    """What grading processes killed outright (SIGKILL, the out-of-memory killer: none of their
+    clean-up ran) left: their folders in the temporary folder or /tmp, and their learners'
+    memory cgroups, removed once the process that made them has ended."""
+    import tempfile
+    from . import cgroup
+    for base in {tempfile.gettempdir(), "/tmp"}:
+        for path, maker in _left(base).items():
+            if not cgroup.alive(maker):
+                tree.remove(path)
+    cgroup.base()  # which sweeps the cgroups
 
 
 class SchedulerGone(RuntimeError):
@@ -435,6 +471,7 @@ def main(argv=None):
     handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     local = None
     try:
+        sweep_left()  # of runs killed before this one
         # local workers start now (Python, nbgrader, torch, their sandbox) while this process checks
         # the sandbox and reads the class; they are stopped on every way out below that grades nobody
         local = None if args.cluster else LocalWorkers(max(1, min(args.jobs, len(everyone))), mode,

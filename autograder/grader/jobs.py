@@ -173,7 +173,7 @@ def run_job(pack, learner):
     scores-only mode "rows"}. Raises JobFailed when the grader itself cannot work."""
     with _one_at_a_time:
         prepare_process()
-        tmp = tempfile.mkdtemp(prefix="bpn-job-")
+        tmp = tempfile.mkdtemp(prefix=f"bpn-job-{os.getpid()}-")  # named by its maker (grade.sweep_left)
         try:
             result = (_full if pack["mode"] == "full" else _scores)(pack, learner, Path(tmp))
         finally:

@@ -797,7 +797,7 @@ def private_copy(folder, uid, inside=None):
     """A temporary copy of a submission's folder for its kernel (in the folder `inside`, or the
     machine's temporary folder): regular files and folders only (no links, no devices), within
     KERNEL_COPY's depth, number and bytes (tree.copy), owned by the sandbox's user."""
-    work = tempfile.mkdtemp(prefix="ninja-kernel-work-", dir=inside)
+    work = tempfile.mkdtemp(prefix=f"ninja-kernel-work-{os.getpid()}-", dir=inside)
     tree.copy(folder, work, KERNEL_COPY, owner=uid if os.geteuid() == 0 else None)
     _chown(work, uid)
     return work
