@@ -1,6 +1,9 @@
+import contextlib
 import os
 import socket
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,3 +110,80 @@ def orphaned_sandboxed():
         except psutil.Error:
             continue
     return left
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@contextlib.contextmanager
+def loopback_listener(port, status):
+    """An HTTP server on 127.0.0.1:`port` answering every GET with `status`: yields the list of
+    the paths asked, as they come (a page's beacon, a stand-in for a remote host)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def headless_chromium(profile, *args):
+    """Debian's Chromium under selenium, headless, offline, its profile in `profile`, with extra
+    command-line `args`; skipped where it is not installed (a failure in CI)."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail("chromium and chromedriver are needed in CI")
+        pytest.skip("chromium and chromedriver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                *args, f"--user-data-dir={profile}"]:
+        opts.add_argument(arg)
+    os.environ["SE_OFFLINE"] = "true"
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def grade_every_way(c, base, after, jobs=None, timeout=1800):
+    """The class of course `c` graded by the class runner, by its --scores-only (the CSV in
+    `base`) and by plain `nbgrader autograde`, each with a TMPDIR of its own in `base`:
+    {run: (exit code, output, TMPDIR)}, "after_full" and "after_plain": `after(c)` once each
+    has run, "csv": the rows of the scores-only CSV."""
+    import csv
+
+    from autograder.grader import course
+    runner = [sys.executable, "-m", "autograder.grade", "--course", str(c)] + (["--jobs", str(jobs)] if jobs else [])
+    runs = {}
+    for name, cmd in [("full", runner), ("scores", runner + ["--scores-only", "--csv", str(base / "scores.csv")]),
+                      ("plain", [sys.executable, "-m", "nbgrader", "autograde", course.ASSIGNMENT, "--force"])]:
+        tmp = base / f"tmp-{name}"
+        tmp.mkdir()
+        env = {**os.environ, **course.grading_env(), "TMPDIR": str(tmp),
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+        proc = subprocess.run(cmd, cwd=c, env=env, capture_output=True, text=True, errors="replace", timeout=timeout)
+        runs[name] = (proc.returncode, proc.stdout + proc.stderr, tmp)
+        if name != "scores":
+            runs[f"after_{name}"] = after(c)
+    scores = base / "scores.csv"
+    runs["csv"] = list(csv.DictReader(open(scores, newline=""))) if scores.exists() else []
+    return runs

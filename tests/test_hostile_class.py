@@ -2,11 +2,8 @@
 class runner (full and --scores-only) and plain `nbgrader autograde` each exit 0, every right
 answer keeps its points, nothing is left in the run's temporary folder, and the ids reach the
 output inert."""
-import csv
 import os
 import re
-import subprocess
-import sys
 
 import nbformat
 import pytest
@@ -15,6 +12,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell
 from autograder.exercises import EXERCISES
 from autograder.grader import course, examples, tree
 from autograder.grader.course import ASSIGNMENT
+from conftest import grade_every_way
 from test_learner_trees import DEEP, DEEP_CELLS, deep_folder, special_files
 
 pytestmark = pytest.mark.skipif(not tree.os.path.exists("/usr/bin/bwrap"), reason="grading runs under bubblewrap")
@@ -76,20 +74,7 @@ def graded(tmp_path_factory, generated_course):
     try:
         c = generated_course(base / "course")
         build_class(c)
-        runs = {}
-        for name, cmd in [("full", [sys.executable, "-m", "autograder.grade", "--course", str(c)]),
-                          ("scores", [sys.executable, "-m", "autograder.grade", "--course", str(c), "--scores-only",
-                                      "--csv", str(base / "scores.csv")]),
-                          ("plain", [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"])]:
-            tmp = base / f"tmp-{name}"
-            tmp.mkdir()
-            env = {**os.environ, **course.grading_env(), "TMPDIR": str(tmp),
-                   "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
-            proc = subprocess.run(cmd, cwd=c, env=env, capture_output=True, timeout=1800)
-            runs[name] = (proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), tmp)
-            if name != "scores":
-                runs[f"after_{name}"] = course.scores(c)
-        runs["csv"] = list(csv.DictReader(open(base / "scores.csv", newline="")))
+        runs = grade_every_way(c, base, course.scores)
         yield c, runs
     finally:
         tree.remove(base)

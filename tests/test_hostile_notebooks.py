@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import stat
-import threading
 import time
 
 import nbformat
@@ -24,7 +23,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_raw_cell
 from autograder.grader import course, examples, grade
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
-from conftest import free_port
+from conftest import free_port, headless_chromium, loopback_listener
 
 EX1, EX2, EX3, EX4 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3", "ex4"))
 NOTEBOOK_SECONDS = 40  # the test course's budget per notebook (the course's own: execute.py)
@@ -306,49 +305,17 @@ def test_a_cell_that_never_ends_or_a_kernel_that_dies_stops_only_its_notebook(ho
 
 # --- the pages, in Chromium ---------------------------------------------------------------------
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
 @pytest.fixture(scope="module")
 def beacon():
     """A loopback HTTP listener on BEACON_PORT: the requests a page's script sent it."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    hits = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", BEACON_PORT), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield hits
-    server.shutdown()
-    server.server_close()
+    with loopback_listener(BEACON_PORT, 204) as hits:
+        yield hits
 
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail("chromium and chromedriver are needed in CI")
-        pytest.skip("chromium and chromedriver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        opts.add_argument(arg)
-    os.environ["SE_OFFLINE"] = "true"
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 def ran_script(driver, beacon, url):

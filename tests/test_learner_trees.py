@@ -3,12 +3,9 @@ PATH_MAX), a sparse file of 1.5 GiB, FIFOs and sockets, in a submission or made 
 learner's kernel in its working folder. Does the grader walk, copy, read and remove them
 within its bounds (autograder/grader/tree.py), grade the rest of the class and the learner's
 right answers, tell the learner what was left out, and leave nothing behind?"""
-import csv
 import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -18,6 +15,7 @@ from nbformat.v4 import new_code_cell
 from autograder.exercises import EXERCISES
 from autograder.grader import course, examples, sandbox, tree
 from autograder.grader.course import ASSIGNMENT
+from conftest import grade_every_way
 
 EX2 = EXERCISES["ex2"].notebook
 DEEP = 1500  # folders: past Python's recursion limit, and their path past PATH_MAX
@@ -253,22 +251,8 @@ def graded(tmp_path_factory, generated_course):
     try:
         c = generated_course(base / "course")
         build_class(c)
-        runs = {}
-        for name, cmd in [("full", [sys.executable, "-m", "autograder.grade", "--course", str(c), "--jobs", "2"]),
-                          ("scores", [sys.executable, "-m", "autograder.grade", "--course", str(c), "--scores-only",
-                                      "--csv", str(base / "scores.csv"), "--jobs", "2"]),
-                          ("plain", [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"])]:
-            tmp = base / f"tmp-{name}"
-            tmp.mkdir()
-            env = {**os.environ, **course.grading_env(), "TMPDIR": str(tmp),
-                   "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
-            if name == "plain":
-                runs["after_full"] = course.scores(c), {s: note(c, s) for s in LEARNERS}
-            proc = subprocess.run(cmd, cwd=c, env=env, capture_output=True, text=True, timeout=1200)
-            runs[name] = (proc.returncode, proc.stdout + proc.stderr, tmp)
-        runs["after_plain"] = course.scores(c), {s: note(c, s) for s in LEARNERS}
-        scores = base / "scores.csv"
-        runs["csv"] = list(csv.DictReader(open(scores))) if scores.exists() else []
+        runs = grade_every_way(c, base, lambda c: (course.scores(c), {s: note(c, s) for s in LEARNERS}),
+                               jobs=2, timeout=1200)
         yield c, runs
     finally:
         tree.remove(base)  # the deep trees too (see tmp_path)

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import nbformat
@@ -21,7 +20,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell
 from autograder.grader import course, examples, grade, report
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
-from conftest import free_port
+from conftest import free_port, headless_chromium, loopback_listener
 
 EX1, EX2 = EXERCISES["ex1"].notebook, EXERCISES["ex2"].notebook
 FORMULA = '=HYPERLINK("x.example","y")'
@@ -34,7 +33,6 @@ HOST_PORT = free_port()  # the "remote" host: a page that fetches from it asks 1
 REMOTE = f"http://127.0.0.1:{HOST_PORT}"
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def gid(cell):
@@ -200,44 +198,15 @@ def test_a_negative_score_stays_a_number_and_formula_siblings_become_text(tmp_pa
 @pytest.fixture(scope="module")
 def remote_host():
     """A loopback HTTP server on HOST_PORT standing in for the remote host: the paths asked."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    asked = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            self.send_response(404)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", HOST_PORT), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield asked
-    server.shutdown()
-    server.server_close()
+    with loopback_listener(HOST_PORT, 404) as asked:
+        yield asked
 
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail("chromium and chromedriver are needed in CI")
-        pytest.skip("chromium and chromedriver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        opts.add_argument(arg)
-    os.environ["SE_OFFLINE"] = "true"
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile"),
+                           "--autoplay-policy=no-user-gesture-required") as driver:
+        yield driver
 
 
 def fetched(driver, asked, page):
