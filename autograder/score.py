@@ -16,7 +16,7 @@ import torch
 
 from . import data, model
 from .compare import compare
-from .diagnose import diagnose
+from .diagnose import diagnose, kind_of
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .replay import NUMERICAL, PUBLIC
 from .statements import forbidden, split
@@ -33,6 +33,13 @@ MAX_ELEMENTS = 10**7  # an answer tensor larger than this is refused unread
 BANNED = ("reads ", "uses ")  # how statements.forbidden's reasons start
 
 
+# A verdict's status, as data (Verdict.data): what the report, the CSVs and the views read.
+RIGHT, WRONG, ERROR, NOT_ATTEMPTED, REFUSED, GRADER_ERROR = (
+    "right", "wrong", "error", "not attempted", "refused", "grader error")
+STATUSES = [RIGHT, WRONG, ERROR, NOT_ATTEMPTED, REFUSED, GRADER_ERROR]
+VERDICT = "application/json"  # the graded cell's result carries its verdict's data under this type
+
+
 @dataclass
 class Verdict:
     """The score of one graded item and the comparisons behind it."""
@@ -43,10 +50,24 @@ class Verdict:
     message: str = ""
     rows: list = field(default_factory=list)   # (case, "own step" | "random upstream", Row)
     grader_error: bool = False                 # not judged: the grader failed, not the learner
+    status: str = NOT_ATTEMPTED                # one of STATUSES, set with the message
+    mistake: str = ""                          # the named mistake's code (diagnose.MISCONCEPTIONS)
 
     @property
     def points(self):
         return self.max_points if self.ok else 0.0
+
+    def judged(self, status, message, ok=False):
+        """Set the verdict: its status, its message, and the code of the mistake it names."""
+        self.ok, self.status, self.message = ok, status, message
+        self.mistake = kind_of(message) if status in (WRONG, ERROR, REFUSED) else ""
+
+    def data(self, points=None):
+        """The verdict as data, stored with the graded cell: `points` the cell's (default: the
+        exercise's); what every consumer reads, never the message's words."""
+        most = self.max_points if points is None else float(points)
+        return {"exercise": self.exercise, "item": self.name, "status": self.status, "mistake": self.mistake,
+                "score": most * self.points / self.max_points, "points": most, "message": self.message}
 
     @property
     def test_id(self):
@@ -142,7 +163,7 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
                 constants=constants, cases=job_cases)
 
 
-REFUSED = "refused: "  # a valid() answer that is a description: why the tensor cannot be judged
+UNJUDGED = "refused: "  # a valid() answer that is a description: why the tensor cannot be judged
 
 
 def describe(value):
@@ -170,7 +191,7 @@ def describe(value):
 
 def valid(value):
     """An answer as the grader keeps it: a dense float tensor on the CPU (a copy), a type
-    name, REFUSED + why for any other tensor, or None. Whatever came back from learner code
+    name, UNJUDGED + why for any other tensor, or None. Whatever came back from learner code
     is checked before any use; nothing in it can raise here."""
     if isinstance(value, str):
         return value[:80]
@@ -180,11 +201,11 @@ def valid(value):
         return None
     why = describe(value)
     if why:
-        return REFUSED + why
+        return UNJUDGED + why
     try:
         return value.detach().clone(memory_format=torch.contiguous_format)
     except Exception:
-        return REFUSED + "an unreadable tensor"
+        return UNJUDGED + "an unreadable tensor"
 
 
 class Collector:
@@ -204,7 +225,7 @@ class Collector:
             try:
                 self.answers[key] = valid(value)
             except Exception:
-                self.answers[key] = REFUSED + "an unreadable tensor"
+                self.answers[key] = UNJUDGED + "an unreadable tensor"
         c = self.cases.get(case)
         if self.exercise != "ex1" or c is None or not isinstance(name, str):
             return None
@@ -284,15 +305,17 @@ def score(exercise, collector, errors):
                     failed.append((c, kind, dt, expected[0]))
         numerical = next((e for key, e in errors.items() if key.startswith("numerical/")
                           and key.split("/")[-1] == label), "")
-        v.ok = not failed and not numerical
         if numerical:
-            v.message = numerical
+            v.judged(REFUSED, numerical)
             continue
         note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
         errs = {c: errors.get(f"{c}/{step}/{'backward' if ex.key == 'ex4' else label}", "") for c in collector.cases}
         if errors.get("process"):
             errs = dict.fromkeys(errs, errors["process"])
-        v.message = _message(k, failed, errs, ex, collector) if failed else note
+        if failed:
+            v.judged(*_message(k, failed, errs, ex, collector))
+        else:
+            v.judged(RIGHT, note, ok=True)
     if "training" in ex.extra_tests:
         _score_training(collector, errors, verdicts["training"])
     return verdicts
@@ -310,13 +333,15 @@ def _random_expected(k, c):
 
 
 def _message(k, failed, errors, ex, collector=None):
-    """Why a gradient is wrong: its own error if it is missing, right on the notebook's batch
-    only, not following a random upstream, or the likely mistake where it first failed (in
-    Exercise 4, at the first wrong step inside backward). errors: {case: its error or ''}."""
+    """(status, why) of a wrong gradient: its own error if it is missing, right on the
+    notebook's batch only, not following a random upstream, or the likely mistake where it
+    first failed (in Exercise 4, at the first wrong step inside backward). errors: {case: its
+    error or ''}; the status is ERROR where the learner's code raised or gave no valid tensor,
+    REFUSED where it was not run, NOT_ATTEMPTED where nothing assigns the gradient."""
     c, kind, dt, expected = failed[0]
     hidden = c.name != PUBLIC  # then nothing of the learner's answer is quoted: only the grader's words
-    if isinstance(dt, str) and dt.startswith(REFUSED):
-        return ("not judged on a hidden case" if hidden else f"not judged: {dt[len(REFUSED):]}") + \
+    if isinstance(dt, str) and dt.startswith(UNJUDGED):
+        return ERROR, ("not judged on a hidden case" if hidden else f"not judged: {dt[len(UNJUDGED):]}") + \
             " (an answer must be a dense float tensor on the CPU)"
     names = {f[0].name for f in failed}
     error = errors.get(c.name, "")
@@ -326,26 +351,27 @@ def _message(k, failed, errors, ex, collector=None):
         text = "right on the notebook's batch of 32 but not on other batch sizes"
         raised = [f[0] for f in failed if errors.get(f[0].name)]
         if raised:  # in the grader's words only (score.redacted): a hidden case's error could quote the case
-            return f"{text}: is the batch size hard-coded? ({errors[raised[0].name]})"
-        return f"{text}: is the batch size hard-coded?" + (f" {located}" if located else "")
+            return WRONG, f"{text}: is the batch size hard-coded? ({errors[raised[0].name]})"
+        return WRONG, f"{text}: is the batch size hard-coded?" + (f" {located}" if located else "")
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) and not hidden else None
         if what is None and error.startswith(BANNED):  # the statement was not run: say why
-            return "refused: " + error
+            return REFUSED, "refused: " + error
+        tried = ERROR if error or dt is not None else NOT_ATTEMPTED  # it raised, or gave a non-tensor
         if hidden:
-            return error or ("not defined" if dt is None else "not a tensor") + " on a hidden case"
+            return tried, error or ("not defined" if dt is None else "not a tensor") + " on a hidden case"
         if what is None and not error:  # it ran, and left None there
             error = (f"backward returned no tensor in d{k}'s place ({list(ex.grads).index(k) + 1} of "
                      f"{len(ex.grads)})" if ex.key == "ex4" else f"d{k} is None after your last line that assigns it")
-        return ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
+        return tried, ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
     why = located or diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex), figures=not hidden,
                               **(_known_mistakes(k, c, c.truth) if ex.key == "ex1" and kind == "own step" else {}))
     if kind == "random upstream":
         up = ZERO_STEPS[k]
-        return (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
-                f"given a random d{up} it is wrong (a constant?)" + said)
+        return WRONG, (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
+                       f"given a random d{up} it is wrong (a constant?)" + said)
     where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
-    return f"does not match {where}" + (f": {why}" if why else "") + said
+    return WRONG, f"does not match {where}" + (f": {why}" if why else "") + said
 
 
 def _sizes(sizes):
@@ -428,25 +454,26 @@ def _bessel(k, c, ex):
 
 def _score_training(collector, errors, v):
     if errors.get("numerical/training/final/training"):
-        v.message = errors["numerical/training/final/training"]
+        v.judged(REFUSED, errors["numerical/training/final/training"])
         return
     trained = [collector.answer("training", "final", k) for k in model.PARAM_NAMES]
     if any(not isinstance(t, torch.Tensor) for t in trained):
         # the notebook's own batch says why backward failed there (a hidden run only that it did)
         error = errors.get("process") or errors.get(f"{PUBLIC}/step/backward") or errors.get("training/final/backward", "")
-        v.message = "the short training run did not complete with your backward pass" + (f": {error}" if error else "")
+        v.judged(ERROR if error else NOT_ATTEMPTED,
+                 "the short training run did not complete with your backward pass" + (f": {error}" if error else ""))
         return
     setting = collector.setting
     twin = sgd_run(lambda ps, Xb, Yb: model.autograd_step_grads(ps, Xb, Yb),
                    training_params(setting), training_batches(seed=setting.train_batch_seed), TRAIN_LR)
     if any(a.numel() != b.numel() for a, b in zip(trained, twin)):
-        v.message = "the short training run returned parameters of the wrong size"
+        v.judged(WRONG, "the short training run returned parameters of the wrong size")
         return
     worst = max(((a.reshape(b.shape).to(b.dtype) - b).abs().max() / b.abs().max()).item()
                 for a, b in zip(trained, twin))
-    v.ok = worst <= TRAIN_RTOL
-    v.message = (f"parameters after the short run differ from autograd's twin by {worst:.1e} "
-                 f"(relative; at most {TRAIN_RTOL:.0e} passes)")
+    v.judged(RIGHT if worst <= TRAIN_RTOL else WRONG,
+             f"parameters after the short run differ from autograd's twin by {worst:.1e} "
+             f"(relative; at most {TRAIN_RTOL:.0e} passes)", ok=worst <= TRAIN_RTOL)
 
 
 # What the grader says of an error on a hidden case, by the replay's kind of it (replay.KINDS):
@@ -493,3 +520,14 @@ def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     collector = Collector(exercise, cases, setting)
     errors = replay.run_job(build_job(exercise, statements(sources, banned), cases, setting), collector.give)
     return score(exercise, collector, redacted(errors))  # as the trusted grade words them
+
+
+def verdict_of(cell):
+    """The verdict data (Verdict.data) a graded cell's result carries, or None: written by the
+    trusted grader, read as data (a status of STATUSES, numbers for points), never as words."""
+    for out in (cell or {}).get("outputs", []):
+        d = out.get("data", {}).get(VERDICT) if out.get("output_type") == "execute_result" else None
+        if isinstance(d, dict) and d.get("status") in STATUSES and isinstance(d.get("message"), str) \
+                and all(isinstance(d.get(k), (int, float)) for k in ("score", "points")):
+            return d
+    return None

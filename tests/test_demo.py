@@ -113,8 +113,9 @@ def test_every_lost_point_is_named_with_its_verdict(monkeypatch, tmp_path):
     group the items of one exercise that share a verdict, and leave out notebooks not submitted?"""
     from autograder.grader import report
 
-    def row(student, exercise, item, score, points, verdict):
-        return dict(student=student, exercise=exercise, item=item, score=score, points=points, verdict=verdict)
+    def row(student, exercise, item, score, points, verdict):  # the message: the verdict's data
+        return dict(student=student, exercise=exercise, item=item, score=score, points=points, verdict=verdict,
+                    message=verdict.split(": ", 2)[-1] if "(0/" in verdict else "")
     rows = [row("blank", "ex1", k, 0, 1, f"d{k}: WRONG (0/1): not defined") for k in ["probs", "logprobs"]]
     rows += [row("one_mistake", "ex1", "logprobs", 0, 1,
                  "dlogprobs: WRONG (0/1): does not match on the notebook's batch: off by a constant factor of n"),

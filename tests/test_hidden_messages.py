@@ -172,7 +172,7 @@ def test_does_exercise_4s_training_say_why_backward_failed_on_the_notebooks_batc
     assert v.message == "the short training run did not complete with your backward pass: ValueError: not yet 32"
 
 
-@pytest.mark.parametrize("answer", ["K48", score.REFUSED + "a K48, not a plain tensor"])
+@pytest.mark.parametrize("answer", ["K48", score.UNJUDGED + "a K48, not a plain tensor"])
 def test_is_a_hidden_cases_non_tensor_answer_said_without_its_class(answer):
     """Is a hidden case's answer that is no tensor (its class's name, or why it cannot be
     judged, as the sandboxed child reports it) said without that name, where the hidden case

@@ -186,11 +186,11 @@ def test_a_negative_score_stays_a_number_and_formula_siblings_become_text(tmp_pa
     """Is a negative score written as a number, while text cells that a spreadsheet would read
     as formulas (= + - @, full-width forms, after spaces, after a tab or CR) start inert?"""
     hostile = ["=1+1", "+1", "-1", "@A1", "\uff1d1+1", "  =1", "\t=1", "\r=1", "-2+3", "a\x1b[2Jb"]
-    grade.write_scores(tmp_path / "s.csv", [[(s, "ex1", "W1", -1.5, 1.0, s) for s in hostile]])
+    grade.write_scores(tmp_path / "s.csv", [[(s, "ex1", "W1", -1.5, 1.0, "wrong", "", s) for s in hostile]])
     table = rows(tmp_path / "s.csv")
     assert_inert(table, "s.csv")
     assert all(r[3] in ("-1.5", "-15.0") for r in table[1:]), table
-    assert {r[0] for r in table[1:-1]} == {r[5] for r in table[1:-1]}
+    assert {r[0] for r in table[1:-1]} == {r[7] for r in table[1:-1]}
 
 
 # --- the feedback page: nothing fetched from outside ------------------------------------------

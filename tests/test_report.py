@@ -47,15 +47,18 @@ def table():
         verdicts = score.grade(key, list(cells.items()))
         learner = {c: new_code_cell(s) for c, s in cells.items()}
         release = {c: new_code_cell(RELEASED) for c in cells}
-        for v in verdicts.values():
-            learner[v.test_id] = new_code_cell("", outputs=[new_output("stream", name="stdout", text=v.summary() + "\n")])
-        for v in verdicts.values():
-            st = report.status(ex, v.name, v.points, v.max_points, learner, release)
-            verdict = report.output_text(learner[v.test_id])
-            out.append(dict(student=student, exercise=key, item=v.name, test_id=v.test_id, score=v.points,
-                            points=v.max_points, status=st, verdict=verdict,
-                            mistake=report.kind_of(report.verdict_reason(verdict)) if st in ("wrong", "error") else ""))
+        for v in verdicts.values():  # as the trusted grader writes them
+            learner[v.test_id] = graded_cell(v)
+        out += [report.row(student, ex, v.name, v.points, v.max_points, learner, release) for v in verdicts.values()]
     return out
+
+
+def graded_cell(v, points=None):
+    """A graded test cell as the trusted grader leaves it: the verdict's text, and its points
+    with the verdict's data as the cell's result."""
+    return new_code_cell("", outputs=[
+        new_output("stream", name="stdout", text=v.summary() + "\n"),
+        new_output("execute_result", data={"text/plain": repr(v.points), score.VERDICT: v.data(points)})])
 
 
 def statuses(table, student):
@@ -68,7 +71,7 @@ def test_errors_are_apart_from_blanks_and_wrong_answers(table):
     assert statuses(table, "fay") == {"logprobs": "wrong"}            # hard-coded: a value, wrong
     assert statuses(table, "gus") == {"bnbias": "error"}               # a typo in the name
     assert statuses(table, "hal") == {"W2": "error"}                   # a syntax error
-    assert statuses(table, "ivy") == {"logits": "error"}               # refused: reads ref
+    assert statuses(table, "ivy") == {"logits": "refused"}             # reads ref: not run
     assert statuses(table, "jo") == dict.fromkeys(EXERCISES["ex1"].answer_cells["ex1_first_layer"], "not attempted")
 
 
@@ -102,7 +105,8 @@ def test_the_report_writes_the_misconception_csv_and_plot(table, tmp_path, monke
                  "--mistakes-csv", str(tmp_path / "k.csv"), "--mistakes-plot", str(tmp_path / "k.png")])
     rows = list(csv.DictReader(open(tmp_path / "k.csv")))
     assert rows[0]["mistake"] == "transposed" and rows[0]["learners"] == "2"
-    assert {r["status"] for r in csv.DictReader(open(tmp_path / "g.csv"))} == {"right", "wrong", "error", "not attempted"}
+    assert {r["status"] for r in csv.DictReader(open(tmp_path / "g.csv"))} == {"right", "wrong", "error", "refused",
+                                                                              "not attempted"}
     assert (tmp_path / "k.png").stat().st_size > 5000 and (tmp_path / "m.png").stat().st_size > 5000
     out = capsys.readouterr().out
     assert "1 error" not in out and "error" in out and "learner(s): transposed: ex1 dW2 (2)" in out
@@ -112,12 +116,30 @@ def test_the_feedback_index_lists_each_gradients_score_and_verdict():
     from nbformat.v4 import new_notebook
     from autograder.grader.scoped import index_with_verdicts
     meta = lambda gid: {"nbgrader": {"grade": True, "grade_id": gid, "points": 1}}  # noqa: E731
-    nb = new_notebook(cells=[
-        new_code_cell("", metadata=meta("test_ex1_dW2"), outputs=[new_output(
-            "stream", name="stdout", text="dW2: WRONG (0/1): does not match on the notebook's batch: transposed: x\n")]),
-        new_code_cell("", metadata=meta("test_ex1_dC"), outputs=[new_output("stream", name="stdout", text="dC: ok (1/1)\n")])])
+    wrong, right = score.Verdict("ex1", "W2", 1), score.Verdict("ex1", "C", 1)
+    wrong.judged(score.WRONG, "does not match on the notebook's batch: transposed: x")
+    right.judged(score.RIGHT, "", ok=True)
+    nb = new_notebook(cells=[graded_cell(wrong), graded_cell(right)])
+    for cell, gid in zip(nb.cells, ["test_ex1_dW2", "test_ex1_dC"]):
+        cell.metadata = meta(gid)
     page = ('<li><a href="#test_ex1_dW2">Test cell</a> (Score: 0.0 / 1.0)</li>\n'
             '<li><a href="#test_ex1_dC">Test cell</a> (Score: 1.0 / 1.0)</li>')
     assert index_with_verdicts(page, nb).splitlines() == [
         '<li><a href="#test_ex1_dW2">dW2</a> (Score: 0.0 / 1.0): does not match on the notebook&#x27;s batch: transposed: x</li>',
         '<li><a href="#test_ex1_dC">dC</a> (Score: 1.0 / 1.0)</li>']
+
+
+def test_the_report_reads_the_verdicts_data_not_their_words():
+    """Do status, mistake and message come from the verdict's data, whatever its text says (a
+    reworded message changes nothing), and does a graded cell without verdict data say so?"""
+    ex = EXERCISES["ex1"]
+    v = score.Verdict("ex1", "W2", 1)
+    v.judged(score.WRONG, "transposed: the values are right, the shape is swapped")
+    cell = graded_cell(v)
+    cell.outputs[0].text = "dW2: raised NameError: a typo? Bessel's correction\n"  # words that once classified
+    learner, release = {ex.test_id("W2"): cell, "ex1_x": new_code_cell("mine")}, {"ex1_x": new_code_cell(RELEASED)}
+    r = report.row("ann", ex, "W2", 0.0, 1.0, learner, release)
+    assert (r["status"], r["mistake"], r["message"]) == ("wrong", "transposed", v.message)
+    del cell.outputs[1]
+    r = report.row("ann", ex, "W2", 0.0, 1.0, learner, release)
+    assert (r["status"], r["mistake"], r["message"]) == ("grader error", "", report.NO_VERDICT)

@@ -81,19 +81,19 @@ def plain(value):
 def answer(value):
     """An answer as it goes over the wire: a plain dense float CPU tensor (a copy), or a
     string saying what it is instead (score.valid keeps it as the reason it is not judged)."""
-    from ..score import REFUSED, describe
+    from ..score import UNJUDGED, describe
     if value is None or isinstance(value, str):
         return value
     if not isinstance(value, torch.Tensor):
         return type(value).__name__
     why = describe(value)
     if why:
-        return REFUSED + why
+        return UNJUDGED + why
     try:
         with torch._C.DisableTorchFunction():  # a clean copy: nothing the watch noted on the tensor
             return torch.Tensor.detach(value).clone().contiguous()
     except Exception:
-        return REFUSED + "an unreadable tensor"
+        return UNJUDGED + "an unreadable tensor"
 
 
 def run_child(exercise, job, fd_in, fd_out):

@@ -689,17 +689,20 @@ def _timestamp_flag(root, student, assignment):
     return f"   {problem.replace('`', '')}" if problem else ""
 
 
+SCORE_FIELDS = ["student", "exercise", "item", "score", "points", "status", "mistake", "verdict"]
+
+
 def write_scores(path, per_learner):
     """The scores CSV: one row per learner and graded item, then the learner's total; every
     text cell inert (neutral.cell)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "exercise", "item", "score", "points", "verdict"])
+        w.writerow(SCORE_FIELDS)
         for rows in per_learner:
             w.writerows(neutral.row(r) for r in rows)
             if rows:
                 w.writerow(neutral.row([rows[0][0], "all", "total", sum(r[3] for r in rows),
-                                        sum(r[4] for r in rows), ""]))
+                                        sum(r[4] for r in rows), "", "", ""]))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 
 The CSV has one row per learner and graded item (score, points, status, the named mistake,
 the verdict shown in the feedback), every text cell inert (neutral.cell: no formula, no control
-character). The status is right, wrong (a gradient that does not
-match), error (the answer raised, did not parse, was refused, or has a typo in its name: the
-learner tried) or not attempted (no notebook, the answer cell as released, or no line
-assigning the gradient). The plot shows, exercise by exercise, which gradients learners get
+character). Status and mistake are read as data from the verdict the trusted grader stored
+with each graded cell (score.verdict_of), never from its words: right, wrong (a gradient
+that does not match), error (the answer raised, did not parse, gave no tensor, or has a typo
+in its name: the learner tried), refused (not run: it reads the grader's internals or
+autograd, or differentiates numerically), not attempted (no notebook, the answer cell as
+released, or no line assigning the gradient) or grader error (not judged; grade again). The plot shows, exercise by exercise, which gradients learners get
 wrong, which raise, and which they leave blank. The mistakes CSV and plot are the
 misconception view: for each mistake the course names (diagnose.MISCONCEPTIONS), how many
 learners made it and on which gradients.
@@ -22,18 +24,13 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from . import neutral
 from .course import ASSIGNMENT, submitted
-from ..diagnose import MISCONCEPTIONS, kind_of
+from ..diagnose import MISCONCEPTIONS
 from ..exercises import EXERCISES
-from ..score import reason
+from ..score import ERROR, GRADER_ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, STATUSES, WRONG, verdict_of
 
 FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "status", "mistake", "verdict"]
-NOT_ATTEMPTED, ERROR, WRONG, RIGHT = "not attempted", "error", "wrong", "right"
-STATUSES = [RIGHT, WRONG, ERROR, NOT_ATTEMPTED]
 MISTAKE_FIELDS = ["mistake", "description", "learners", "times", "gradients"]
-# Verdicts of an answer that was tried but gave no gradient: it raised, did not parse, was
-# refused, or names the gradient with a typo (score._message and replay's errors).
-TRIED = ("Error:", "Exception:", "Interrupt:", "Exit:", "a typo?", "Timeout", "stopped after",
-         "cannot read", "cannot compile", "not allowed", "uses ", "reads ", "raised")
+NO_VERDICT = "no verdict recorded: grade this notebook again with the course's configuration"
 
 
 def graded_cells(path):
@@ -48,14 +45,10 @@ def output_text(cell):
     return "".join(o.get("text", "") for o in cell.get("outputs", [])).strip() if cell is not None else ""
 
 
-def verdict_reason(verdict):
-    """The reason in a verdict `dX: WRONG (0/1): why` (see score.reason)."""
-    return reason(verdict)
-
-
-def status(ex, item, score, points, learner, release):
-    """right; not attempted (no notebook, the answer cell as released, nothing assigns the
-    gradient); error (it was tried: raised, did not parse, refused, a typo); else wrong."""
+def status(ex, item, score, points, learner, release, verdict):
+    """The item's status: right if it earned its points; not attempted where there is no
+    notebook or the answer cell is as released; else the status of its verdict's data
+    (`verdict`, score.verdict_of), and a grader error where there is none."""
     if score >= points:
         return RIGHT
     if not learner:
@@ -64,13 +57,7 @@ def status(ex, item, score, points, learner, release):
         if (item in names or not names) and cell in learner and cell in release \
                 and learner[cell].source.strip() == release[cell].source.strip():
             return NOT_ATTEMPTED
-    why = verdict_reason(output_text(learner.get(ex.test_id(item))))
-    if why.startswith(("refused:", "not a tensor")):
-        return ERROR
-    if why.startswith(("not defined", "the short training run did not complete")) or not why:
-        # raised, did not parse, a typo; or no line assigns it and nothing went wrong
-        return ERROR if any(w in why for w in TRIED) else NOT_ATTEMPTED
-    return WRONG
+    return verdict["status"] if verdict else GRADER_ERROR
 
 
 def rows(course, assignment=ASSIGNMENT):
@@ -94,14 +81,20 @@ def rows(course, assignment=ASSIGNMENT):
                 release = graded_cells(course / "release" / assignment / f"{nb.name}.ipynb")
                 for g in nb.grades:
                     if g.name in items:
-                        score, points = g.score, g.max_score
-                        verdict = output_text(learner.get(g.name))
-                        st = status(ex, items[g.name], score, points, learner, release)
-                        out.append(dict(student=sub.student_id, exercise=ex.key, item=items[g.name], test_id=g.name,
-                                        score=score, points=points, status=st,
-                                        mistake=kind_of(verdict_reason(verdict)) if st in (WRONG, ERROR) else "",
-                                        verdict=verdict))
+                        out.append(row(sub.student_id, ex, items[g.name], g.score, g.max_score, learner, release))
     return sorted(out, key=lambda r: (r["student"], r["test_id"]))
+
+
+def row(student, ex, item, score, points, learner, release):
+    """The report's row of one learner's graded item: its score from the gradebook, its status,
+    mistake and message from the verdict data of its graded cell in `learner` ({grade id: cell}
+    of the autograded notebook; release: the released one's)."""
+    cell = learner.get(ex.test_id(item))
+    verdict = verdict_of(cell)
+    st = status(ex, item, score, points, learner, release, verdict)
+    return dict(student=student, exercise=ex.key, item=item, test_id=ex.test_id(item), score=score, points=points,
+                status=st, mistake=verdict["mistake"] if verdict and st in (WRONG, ERROR, REFUSED) else "",
+                verdict=output_text(cell), message=verdict["message"] if verdict else (NO_VERDICT if learner else ""))
 
 
 def _label(r):
@@ -114,7 +107,8 @@ def plot_missed(table, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    shown = [(WRONG, "firebrick"), (ERROR, "darkorange"), (NOT_ATTEMPTED, "silver")]
+    shown = [(WRONG, "firebrick"), (ERROR, "darkorange"), (REFUSED, "mediumpurple"), (NOT_ATTEMPTED, "silver"),
+             (GRADER_ERROR, "black")]
     counts = {}  # exercise -> item -> {status: learners}
     for r in table:
         c = counts.setdefault(r["exercise"], {}).setdefault(r["item"], dict.fromkeys(STATUSES, 0))
@@ -209,8 +203,7 @@ def lost_points(course, assignment=ASSIGNMENT):
         if r["score"] >= r["points"] or notebook not in handed_in.get(r["student"], ()):
             continue
         label = f"d{r['item']}" if r["item"] in EXERCISES[r["exercise"]].grads else r["item"]
-        why = r["verdict"].splitlines()[0] if r["verdict"] else "no verdict recorded"
-        why = why.split(": ", 2)[-1] if why.startswith(f"{label}: ") else why  # "dX: WRONG (0/1): why"
+        why = (r.get("message") or NO_VERDICT).splitlines()[0]
         mine = out.setdefault(r["student"], [])
         same = [x for x in mine if x[0] == r["exercise"] and x[3] == why]
         if same:
@@ -250,7 +243,7 @@ def main(argv=None):
         p.error(f"nothing to report: the gradebook has no graded submission of {args.assignment} "
                 "with the course's exercise notebooks (run nbgrader autograde, or check --assignment)")
     with open(args.csv, "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
+        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(neutral.row(r) for r in table)
     plot_missed(table, args.plot)

@@ -25,7 +25,7 @@ from traitlets.utils.importstring import import_item
 from .course import ASSIGNMENT
 from ..exercises import EXERCISES
 from .pages import MARK, make_safe, with_policy
-from ..score import reason
+from ..score import verdict_of
 from .repair import SURROGATE, note_cell, read_any, rebuild
 from .execute import SandboxedExecute
 
@@ -246,8 +246,7 @@ class FeedbackExporter(HTMLExporter):
 def index_with_verdicts(page, nb):
     """The feedback page with each graded cell of its index named by its gradient, with its
     score and its verdict (what the cell printed), not nbgrader's "Test cell" and score only."""
-    why = {c.metadata["nbgrader"]["grade_id"]: reason("".join(o.get("text", "") for o in c.get("outputs", [])
-                                                          if o.get("name") == "stdout"))
+    why = {c.metadata["nbgrader"]["grade_id"]: (verdict_of(c) or {}).get("message", "").split("\n")[0]
            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
     return re.sub(r'(<a href="#([\w-]+)">)Test cell(</a>)( \(Score: [^)<]*\))?',
                   lambda m: m.group(1) + html.escape(LABELS.get(m.group(2), "Test cell")) + m.group(3)

@@ -14,6 +14,7 @@ from nbformat.v4 import new_output
 
 from ..exercises import EXERCISES, course_setting
 from ..hidden import answer_sources
+from ..score import VERDICT
 from .execute import SandboxedExecute  # noqa: F401 (its home was here: nbgrader_config.py, tests)
 from .verdicts import (GraderBroken, exercise_of, learner_answers, preflight,  # noqa: F401 (and tests')
                        score_rows, trusted_verdicts, trusted_verdicts_many)
@@ -120,8 +121,9 @@ class TrustedScores(NbGraderPreprocessor):
             if cell.cell_type == "code" and meta.get("grade") and v is not None:
                 cell.outputs = [
                     new_output("stream", name="stdout", text=v.summary() + "\n"),
-                    new_output("execute_result",
-                               data={"text/plain": repr(float(meta["points"]) * v.points / v.max_points)},
+                    new_output("execute_result",  # the points (what nbgrader records) and the verdict as data
+                               data={"text/plain": repr(float(meta["points"]) * v.points / v.max_points),
+                                     VERDICT: v.data(meta["points"])},
                                execution_count=cell.get("execution_count")),
                 ]
         return nb, resources

@@ -55,13 +55,14 @@ def grader_failed(exercise, error):
                                                            **EXERCISES[exercise].extra_tests}.items()}
     for v in verdicts.values():
         v.grader_error = True
-        v.message = (f"GRADER ERROR: the grader failed on this exercise ({type(error).__name__}), "
-                     "not your answer; it was not judged: tell your instructor")
+        v.judged(score.GRADER_ERROR, f"GRADER ERROR: the grader failed on this exercise ({type(error).__name__}), "
+                 "not your answer; it was not judged: tell your instructor")
     return verdicts
 
 
 def score_rows(student, submitted, release, setting, points=None):
-    """[(student, exercise, item, score, points, verdict)] for one learner's submission folder,
+    """[(student, exercise, item, score, points, status, mistake, verdict)] (Verdict.data's
+    status and mistake, the text the feedback shows) for one learner's submission folder,
     without nbgrader; points {grade id: points} from the assignment's metadata (default:
     autograder/exercises.py); setting: the hidden cases (exercises.course_setting)."""
     rows = []
@@ -73,7 +74,7 @@ def score_rows(student, submitted, release, setting, points=None):
             most = v.max_points if points is None else points.get(v.test_id)
             if most is not None:  # an item without a graded cell is not graded
                 verdict = re.sub(r" \([\d.]+/[\d.]+\)", "", v.summary(), count=1)  # the points are beside it
-                rows.append((student, ex, v.name, most * v.points / v.max_points, most, verdict))
+                rows.append((student, ex, v.name, most * v.points / v.max_points, most, v.status, v.mistake, verdict))
     return rows
 
 
