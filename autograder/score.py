@@ -80,16 +80,6 @@ class Verdict:
             f": {self.message}" if self.message else "")
 
 
-def reason(summary):
-    """The reason in a verdict's text `dX: WRONG (0/1): why` (its first line; '' for a
-    verdict without one); any other text is returned as it is."""
-    first = summary.splitlines()[0] if summary else ""
-    head, sep, why = first.partition("): ")
-    if sep and re.fullmatch(r"\S+: (ok|WRONG) \([\d.]+/[\d.]+", head):
-        return why
-    return "" if re.fullmatch(r"\S+: (ok|WRONG) \([\d.]+/[\d.]+\)", first) else first
-
-
 @dataclass
 class Case:
     """One input the answers are replayed on, with autograd's gradients (grader side only)."""

@@ -19,7 +19,7 @@ def edited(exercise, old, new, base=None):
 def wrong(exercise, cells):
     """{name: the reason in its verdict} of the items that lose their points."""
     verdicts = score.grade(exercise, list(cells.items()))
-    return {k: score.reason(v.summary()) for k, v in verdicts.items() if not v.ok}
+    return {k: v.message for k, v in verdicts.items() if not v.ok}
 
 
 REPEATED = "wrong only in rows the batch uses more than once"
