@@ -45,7 +45,7 @@ demo: need-bwrap-demo data
 # last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite.
 test: need-bwrap-test data
 	$(PY) tools/cpu_matrix.py
-	$(PY) -m pytest tests
+	$(PY) -m pytest -m "" tests  # every tier; plain pytest runs the fast one
 
 # The learner's JupyterLab 4, with nbgrader's Validate button, on 127.0.0.1 only. It serves a
 # working copy of release/backprop_ninja in build/learner/: each notebook is copied once, when

@@ -13,6 +13,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # solutions.py, the notebook builders
 
 
+# The slow tier: modules whose tests start kernels, sandboxes, nbgrader, a browser or a class
+# run. Plain `pytest` runs the fast tier (pyproject's addopts: -m "not slow"), for everyday
+# work; `make test` (and CI) runs both (-m "").
+SLOW = {"test_agreement", "test_browser", "test_cluster", "test_demo", "test_exchange", "test_explain",
+        "test_fork_server", "test_grading", "test_honest_idioms", "test_hostile_class", "test_hostile_notebooks",
+        "test_hostile_replay", "test_instructor", "test_kernel_server", "test_learner_bounds", "test_learner_trees",
+        "test_lifetime", "test_neutral_output", "test_release", "test_term", "test_trusted"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module is not None and item.module.__name__ in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors: a second thread only contends (and changes float32 sums)."""
