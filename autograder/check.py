@@ -43,12 +43,13 @@ def report(names, ns, ref, exercise=None, *, history=None, ran=None, notebook=No
         line, why = str(row), []
         if "accepted for" in row.note and line.endswith(f" | {row.note}"):
             line = line[:-len(f" | {row.note}")]  # the verdict's message says it (below)
-        order = list(EXERCISES[exercise].grads) if exercise != "ex4" else []  # (ex4: one function)
+        steps = EXERCISES[exercise].kind == "steps"
+        order = list(EXERCISES[exercise].grads) if steps else []  # (a function: one answer)
         if v.ok and not row.ok and row.shape is not None and order and not all(
                 verdicts[j].ok for j in order[:order.index(k)]):
             inherited += 1
             why.append("right: your value differs only because an earlier gradient is wrong")
-        elif v.ok and not row.ok and exercise == "ex4":
+        elif v.ok and not row.ok and not steps:
             why.append("right as graded: this kernel's backward differs (run its cell again?)")
         elif v.ok and not row.ok and row.shape is not None:
             why.append("right: your value here differs (did a later line change it in place, "

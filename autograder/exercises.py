@@ -20,12 +20,29 @@ EX1_STAGES = {  # answer cell id -> the gradients it defines, in the lecture's o
 
 @dataclass
 class Exercise:
+    """One exercise, defined here only: scoring, checks, replay, the report and the notebook
+    builders read these fields and never branch on an exercise's name."""
     key: str
     notebook: str             # file name in source/backprop_ninja/
     answer_cells: dict        # grade id of each answer cell, in order -> the gradients it defines
     grads: dict               # gradient name -> points
     n_hidden: int = 64
     extra_tests: dict = field(default_factory=dict)  # test name -> points (not one gradient)
+    # "steps": the answer cells assign the gradients (d + name), replayed statement by statement;
+    # "function": the answer cell defines backward(Xb, Yb, parameters, cache), which returns the
+    # parameters' gradients (in `grads`' order), judged step by step inside its body
+    kind: str = "steps"
+    # steps: each gradient the answer assigns is replaced by autograd's for the statements after
+    # it, so that every step is judged on its true upstream
+    true_upstream: bool = False
+    # steps judged again with every upstream random (their true gradient is zero up to
+    # rounding, so a constant would pass): step -> its upstream
+    random_upstream: dict = field(default_factory=dict)
+    # names handed to the answer beside the forward pass's tensors: name -> the gradient (of
+    # autograd) it holds
+    given: dict = field(default_factory=dict)
+    bessel: str = ""          # the gradient whose missing (or extra) Bessel's correction is named
+    named_mistakes: bool = False  # the lecture's usual slips named by their answer (score._known_mistakes)
 
     def test_id(self, name):
         """The grade id of the graded test cell for a gradient or an extra test."""
@@ -34,12 +51,14 @@ class Exercise:
 
 EXERCISES = {
     "ex1": Exercise("ex1", "ex1_atomic_graph.ipynb", EX1_STAGES,
-                    {k: 1 for k in model.GRAD_NAMES}),
+                    {k: 1 for k in model.GRAD_NAMES}, true_upstream=True,
+                    random_upstream={"logit_maxes": "norm_logits", "b1": "hprebn"}, named_mistakes=True),
     "ex2": Exercise("ex2", "ex2_cross_entropy.ipynb", {"ex2_dlogits": ["logits"]}, {"logits": 4}),
-    "ex3": Exercise("ex3", "ex3_batchnorm.ipynb", {"ex3_dhprebn": ["hprebn"]}, {"hprebn": 4}),
+    "ex3": Exercise("ex3", "ex3_batchnorm.ipynb", {"ex3_dhprebn": ["hprebn"]}, {"hprebn": 4},
+                    given={"dhpreact": "hpreact"}, bessel="hprebn"),
     "ex4": Exercise("ex4", "ex4_training.ipynb", {"ex4_backward": []},
                     {k: 1 for k in model.PARAM_NAMES}, n_hidden=200,
-                    extra_tests={"training": 3}),
+                    extra_tests={"training": 3}, kind="function"),
 }
 
 # Inputs answers are replayed on: (name, parameter seed, batch seed, batch size). The first is

@@ -149,7 +149,7 @@ def _judged(ex, history, ran, saved, ids):
     ran_texts = {h.strip() for h in history}
     out, differs, taken = [], [], set()
     for cell, names in ex.answer_cells.items():
-        wanted = {"d" + k for k in names} | ({"backward"} if ex.key == "ex4" else set())
+        wanted = {"d" + k for k in names} | ({"backward"} if ex.kind == "function" else set())
         if cell in by_grade:
             src = by_grade[cell]
         elif cell in saved and (not history or saved[cell].strip() in ran_texts):

@@ -27,8 +27,6 @@ GRADE_RTOL = 1e-4
 GRADE_ATOL = 1e-7
 TRAIN_RTOL = 1e-5  # Exercise 4: max |learner - twin| / max |twin| after the short run (right: ~3e-7; Bessel n: 4e-4)
 TRAIN_LR = 0.1
-# Steps whose true gradient is zero up to rounding -> the upstream made random to judge them.
-ZERO_STEPS = {"logit_maxes": "norm_logits", "b1": "hprebn"}
 MAX_ELEMENTS = 10**7  # an answer tensor larger than this is refused unread
 BANNED = ("reads ", "uses ")  # how statements.forbidden's reasons start
 
@@ -101,7 +99,7 @@ def make_cases(exercise, setting=PRACTICE):
     for i, case in enumerate(setting.cases):
         params, Xb, Yb = case_inputs(case, ex.n_hidden)
         c = Case(case[0], Xb.shape[0], Xb, Yb)
-        if ex.key == "ex4":
+        if ex.kind == "function":
             c.params = list(params.values())
             c.truth = dict(zip(model.PARAM_NAMES, model.autograd_step_grads(c.params, Xb, Yb)))
             inner, c.values = model.reference_grads(params, Xb, Yb)
@@ -132,7 +130,7 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
     ex = EXERCISES[exercise]
     constants = dict(n_hidden=ex.n_hidden, n_embd=model.N_EMBD, block_size=data.BLOCK_SIZE,
                      vocab_size=data.vocab_size)
-    if ex.key == "ex4":
+    if ex.kind == "function":
         batches = training_batches(seed=setting.train_batch_seed)
         single = {k: model.consumers(k) for k in [*model.GRAD_NAMES, *model.PARAM_NAMES]}
         return dict(kind="backward", statements=stmts, param_names=model.PARAM_NAMES,
@@ -146,9 +144,8 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
     for c in cases:
         ns = {k: v for k, v in c.values.items() if k != "loss"}
         ns.update(Xb=c.Xb, Yb=c.Yb, n=c.n, batch_size=c.n)
-        if ex.key == "ex3":
-            ns["dhpreact"] = c.truth["hpreact"]  # given: the gradient flowing into BatchNorm
-        job_cases.append(dict(name=c.name, ns=ns, runs=["true", "random"] if ex.key == "ex1" else ["true"]))
+        ns.update({name: c.truth[k] for name, k in ex.given.items()})  # say the gradient flowing into BatchNorm
+        job_cases.append(dict(name=c.name, ns=ns, runs=["true", "random"] if ex.random_upstream else ["true"]))
     return dict(kind="steps", statements=stmts, answered=["d" + k for k in ex.grads],
                 constants=constants, cases=job_cases)
 
@@ -208,7 +205,8 @@ class Collector:
         self.steps = {}  # Exercise 4: case -> [Step] of the body of backward, in order
 
     def give(self, case, run, name, value):
-        if self.exercise == "ex4" and run.startswith("body/"):
+        ex = EXERCISES[self.exercise]
+        if ex.kind == "function" and run.startswith("body/"):
             return self._step(case, run, name, value)
         key = (case, run, name)
         if key not in self.answers:
@@ -217,7 +215,7 @@ class Collector:
             except Exception:
                 self.answers[key] = UNJUDGED + "an unreadable tensor"
         c = self.cases.get(case)
-        if self.exercise != "ex1" or c is None or not isinstance(name, str):
+        if not ex.true_upstream or c is None or not isinstance(name, str):
             return None
         k = name[1:]
         if run == "random":
@@ -278,15 +276,17 @@ def score(exercise, collector, errors):
     if errors.get("process"):  # it ran every case, hidden ones too: only the grader's words
         errors = {**errors, "process": ended(errors["process"])}
     verdicts = {k: Verdict(exercise, k, p) for k, p in {**ex.grads, **ex.extra_tests}.items()}
-    step = "step" if ex.key == "ex4" else "true"
+    function = ex.kind == "function"
+    step = "step" if function else "true"
     for k in ex.grads:
         v, failed = verdicts[k], []
-        label = k if ex.key == "ex4" else "d" + k
+        label = k if function else "d" + k
         for c in collector.cases.values():
             answer = collector.answer(c.name, step, label)
             runs = [("own step", answer, [c.truth[k]])]
-            if ex.key == "ex1" and k in ZERO_STEPS:
-                runs.append(("random upstream", collector.answer(c.name, "random", label), _random_expected(k, c)))
+            if k in ex.random_upstream:
+                runs.append(("random upstream", collector.answer(c.name, "random", label),
+                             _random_expected(k, ex.random_upstream[k], c)))
             for kind, dt, expected in runs:
                 rows = [_compare(k, dt, e) for e in expected]
                 row = next((r for r in rows if _judge(r)), rows[0])
@@ -299,7 +299,7 @@ def score(exercise, collector, errors):
             v.judged(REFUSED, numerical)
             continue
         note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
-        errs = {c: errors.get(f"{c}/{step}/{'backward' if ex.key == 'ex4' else label}", "") for c in collector.cases}
+        errs = {c: errors.get(f"{c}/{step}/{'backward' if function else label}", "") for c in collector.cases}
         if errors.get("process"):
             errs = dict.fromkeys(errs, errors["process"])
         if failed:
@@ -311,12 +311,11 @@ def score(exercise, collector, errors):
     return verdicts
 
 
-def _random_expected(k, c):
+def _random_expected(k, up, c):
     """What a step whose true gradient is zero up to rounding must give in the random run,
     where every gradient the learner answered was replaced by a random one: its vector-Jacobian
     product of its upstream's random value, or (if the learner computed the upstream again
-    under another name) of the upstream's own step applied to its random upstreams."""
-    up = ZERO_STEPS[k]
+    under another name) of the upstream's own step applied to its random upstreams (`up`)."""
     direct = model.local_grad(k, c.values, c.random, c.Xb, c.Yb)
     again = model.local_grad(up, c.values, c.random, c.Xb, c.Yb)
     return [direct, model.local_grad(k, c.values, {**c.random, up: again}, c.Xb, c.Yb)]
@@ -336,7 +335,7 @@ def _message(k, failed, errors, ex, collector=None):
     names = {f[0].name for f in failed}
     error = errors.get(c.name, "")
     said = f" ({error})" if error else ""
-    located = _located(k, c, collector) if ex.key == "ex4" and collector is not None else ""
+    located = _located(k, c, collector) if ex.kind == "function" and collector is not None else ""
     if kind == "own step" and PUBLIC not in names and c.n != 32:  # also where it raised there
         text = "right on the notebook's batch of 32 but not on other batch sizes"
         raised = [f[0] for f in failed if errors.get(f[0].name)]
@@ -352,12 +351,12 @@ def _message(k, failed, errors, ex, collector=None):
             return tried, error or ("not defined" if dt is None else "not a tensor") + " on a hidden case"
         if what is None and not error:  # it ran, and left None there
             error = (f"backward returned no tensor in d{k}'s place ({list(ex.grads).index(k) + 1} of "
-                     f"{len(ex.grads)})" if ex.key == "ex4" else f"d{k} is None after your last line that assigns it")
+                     f"{len(ex.grads)})" if ex.kind == "function" else f"d{k} is None after your last line that assigns it")
         return tried, ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
     why = located or diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex), figures=not hidden,
-                              **(_known_mistakes(k, c, c.truth) if ex.key == "ex1" and kind == "own step" else {}))
+                              **(_known_mistakes(k, c, c.truth) if ex.named_mistakes and kind == "own step" else {}))
     if kind == "random upstream":
-        up = ZERO_STEPS[k]
+        up = ex.random_upstream[k]
         return WRONG, (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
                        f"given a random d{up} it is wrong (a constant?)" + said)
     where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
@@ -436,7 +435,7 @@ def _step_reason(step, c):
 def _bessel(k, c, ex):
     """Exercise 3's answer without Bessel's correction (n, not n-1, in the variance), to name
     that mistake when it is the one made."""
-    if ex.key != "ex3" or k != "hprebn":
+    if k != ex.bessel:
         return None
     v, n, dh = c.values, c.n, c.truth["hpreact"]
     return v["bngain"] * v["bnvar_inv"] / n * (n * dh - dh.sum(0) - v["bnraw"] * (dh * v["bnraw"]).sum(0))

@@ -52,3 +52,23 @@ def test_a_wrong_ex4_backward_fails_the_training_run():
     cells = {"ex4_backward": source.replace("value=-1 / (n - 1)", "value=-1 / n")}
     verdicts = grade("ex4", cells)
     assert not verdicts["training"].ok and not verdicts["W1"].ok and verdicts["W2"].ok
+
+
+def test_no_code_outside_the_definitions_branches_on_an_exercises_name():
+    """Does any comparison in the package (`==`, `!=`, `in`) test an exercise's key, outside
+    exercises.py (the definitions)? Behaviour comes from the definitions' fields."""
+    import ast
+    import re
+    from pathlib import Path
+    import autograder
+    found = []
+    for path in Path(autograder.__file__).parent.rglob("*.py"):
+        if path.name == "exercises.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    for leaf in ast.walk(side):
+                        if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str) and re.fullmatch(r"ex\d+", leaf.value):
+                            found.append(f"{path.name}:{node.lineno}")
+    assert found == []
