@@ -72,3 +72,19 @@ def test_no_code_outside_the_definitions_branches_on_an_exercises_name():
                         if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str) and re.fullmatch(r"ex\d+", leaf.value):
                             found.append(f"{path.name}:{node.lineno}")
     assert found == []
+
+
+def test_a_new_exercise_is_graded_from_its_definition_alone(monkeypatch):
+    """Does an exercise the course never had (tanh's backward step alone, dh given) get graded
+    end to end, right and wrong answers with their reasons, from one definition and nothing
+    else of the grader's code?"""
+    from autograder.exercises import Exercise
+    tanh = Exercise("ex9", "ex9_tanh.ipynb", {"ex9_dhpreact": ["hpreact"]}, {"hpreact": 2}, given={"dh": "h"})
+    monkeypatch.setitem(EXERCISES, "ex9", tanh)
+    right = score.grade("ex9", [("ex9_dhpreact", "dhpreact = (1.0 - h**2) * dh")])["hpreact"]
+    assert right.ok and right.points == 2 and right.status == "right"
+    slip = score.grade("ex9", [("ex9_dhpreact", "dhpreact = -(1.0 - h**2) * dh")])["hpreact"]
+    assert (slip.points, slip.status, slip.mistake) == (0, "wrong", "sign")
+    raised = score.grade("ex9", [("ex9_dhpreact", "dhpreact = (1.0 - h**2) * dhh")])["hpreact"]
+    assert raised.status == "error" and "dhh" in raised.message
+    assert raised.data(points=2)["points"] == 2.0 and right.data()["score"] == 2.0
