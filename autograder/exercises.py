@@ -43,22 +43,37 @@ class Exercise:
     given: dict = field(default_factory=dict)
     bessel: str = ""          # the gradient whose missing (or extra) Bessel's correction is named
     named_mistakes: bool = False  # the lecture's usual slips named by their answer (score._known_mistakes)
+    # the exercise's forward pass, the unit of the cost rule (score.forward_cost): the forward
+    # tensors it computes (empty: all of the network's) and its matrix products (a, b: a @ b)
+    forward: tuple = ()
+    products: tuple = ()
+    # a run of the answers costing more than this many forward passes is numerical (the cost
+    # rule, grader/detect.py): far above every honest style measured (explicit Jacobians
+    # included), far below an evaluation of the forward pass per perturbed element
+    cost_bound: float = 100
 
     def test_id(self, name):
         """The grade id of the graded test cell for a gradient or an extra test."""
         return f"test_{self.key}_d{name}" if name in self.grads else f"test_{self.key}_{name}"
 
 
+NETWORK_PRODUCTS = (("embcat", "W1"), ("h", "W2"))
+
 EXERCISES = {
     "ex1": Exercise("ex1", "ex1_atomic_graph.ipynb", EX1_STAGES,
                     {k: 1 for k in model.GRAD_NAMES}, true_upstream=True,
-                    random_upstream={"logit_maxes": "norm_logits", "b1": "hprebn"}, named_mistakes=True),
-    "ex2": Exercise("ex2", "ex2_cross_entropy.ipynb", {"ex2_dlogits": ["logits"]}, {"logits": 4}),
+                    random_upstream={"logit_maxes": "norm_logits", "b1": "hprebn"}, named_mistakes=True,
+                    products=NETWORK_PRODUCTS),
+    "ex2": Exercise("ex2", "ex2_cross_entropy.ipynb", {"ex2_dlogits": ["logits"]}, {"logits": 4},
+                    forward=("logit_maxes", "norm_logits", "counts", "counts_sum", "counts_sum_inv", "probs",
+                             "logprobs"), cost_bound=1000),
     "ex3": Exercise("ex3", "ex3_batchnorm.ipynb", {"ex3_dhprebn": ["hprebn"]}, {"hprebn": 4},
-                    given={"dhpreact": "hpreact"}, bessel="hprebn"),
+                    given={"dhpreact": "hpreact"}, bessel="hprebn",
+                    forward=("bnmeani", "bndiff", "bndiff2", "bnvar", "bnvar_inv", "bnraw", "hpreact"),
+                    cost_bound=1000),
     "ex4": Exercise("ex4", "ex4_training.ipynb", {"ex4_backward": []},
                     {k: 1 for k in model.PARAM_NAMES}, n_hidden=200,
-                    extra_tests={"training": 3}, kind="function"),
+                    extra_tests={"training": 3}, kind="function", products=NETWORK_PRODUCTS),
 }
 
 # Inputs answers are replayed on: (name, parameter seed, batch seed, batch size). The first is

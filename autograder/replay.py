@@ -283,6 +283,8 @@ def run_job(job, give, watch=None):
     if job["kind"] == "steps":  # Exercises 1 to 3
         for case in job["cases"]:
             for run in case["runs"]:
+                if watch is not None:
+                    watch.price(case.get("forward_cost"), job.get("cost_bound"))
                 with watch.quiet() if watch is not None else contextlib.nullcontext():
                     ns = {**base, **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case["ns"].items()}}
                 _, errs = replay_exercise(job["statements"], ns, job["answered"],
@@ -296,6 +298,8 @@ def run_job(job, give, watch=None):
     ns = {**base, "forward": forward_ex4}
     fn, error = define_backward(job["statements"], ns)
     for case in job["cases"]:
+        if watch is not None:
+            watch.price(case.get("forward_cost"), job.get("cost_bound"))
         grads, err = call_backward(fn, ns, case["params"], case["Xb"], case["Yb"], forward_ex4, names,
                                    watch) if fn else (None, error)
         for name, g in zip(names, grads or [None] * len(names)):
@@ -305,6 +309,9 @@ def run_job(job, give, watch=None):
         if err.startswith(NUMERICAL):
             errors.update({f"numerical/{case['name']}/step/{name}": err for name in names})
     train = job["training"]
+    if watch is not None:  # its batches are the notebook's size: the notebook case's forward pass
+        watch.price(next((c.get("forward_cost") for c in job["cases"] if c["name"] == PUBLIC), None),
+                    job.get("cost_bound"))
     with watch.quiet() if watch is not None else contextlib.nullcontext():
         params = [p.clone() for p in train["params"]]
     for step, (Xb, Yb) in enumerate(zip(train["Xb"], train["Yb"]) if fn else []):

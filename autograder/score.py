@@ -125,6 +125,14 @@ def statements(sources, banned=forbidden):
     return out
 
 
+def forward_cost(ex, values):
+    """The cost of the exercise's forward pass on a case's tensors, in the cost rule's units
+    (detect.price): each forward tensor read and written once, its matrix products m*n*k."""
+    names = ex.forward or [k for k in values if k not in model.PARAM_NAMES and k != "loss"]
+    elements = sum(values[k].numel() for k in names)
+    return 2 * elements + sum(values[a].shape[0] * values[a].shape[1] * values[b].shape[1] for a, b in ex.products)
+
+
 def build_job(exercise, stmts, cases, setting=PRACTICE):
     """What the replay needs, as plain data (tensors, numbers, strings): no answer in it."""
     ex = EXERCISES[exercise]
@@ -133,11 +141,12 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
     if ex.kind == "function":
         batches = training_batches(seed=setting.train_batch_seed)
         single = {k: model.consumers(k) for k in [*model.GRAD_NAMES, *model.PARAM_NAMES]}
-        return dict(kind="backward", statements=stmts, param_names=model.PARAM_NAMES,
+        return dict(kind="backward", statements=stmts, param_names=model.PARAM_NAMES, cost_bound=ex.cost_bound,
                     upstream={"dbnmean": "dbndiff", **{"d" + k: "d" + up[0] for k, up in single.items()
                                                        if len(up) == 1 and up[0] != "loss"}},
                     constants={**constants, "batch_size": 32, "n": 32, "itos": list(data.itos)},
-                    cases=[dict(name=c.name, params=c.params, Xb=c.Xb, Yb=c.Yb) for c in cases],
+                    cases=[dict(name=c.name, params=c.params, Xb=c.Xb, Yb=c.Yb, forward_cost=forward_cost(ex, c.values))
+                           for c in cases],
                     training=dict(params=training_params(setting, ex.n_hidden), Xb=[b[0] for b in batches],
                                   Yb=[b[1] for b in batches], lr=TRAIN_LR))
     job_cases = []
@@ -145,8 +154,9 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
         ns = {k: v for k, v in c.values.items() if k != "loss"}
         ns.update(Xb=c.Xb, Yb=c.Yb, n=c.n, batch_size=c.n)
         ns.update({name: c.truth[k] for name, k in ex.given.items()})  # say the gradient flowing into BatchNorm
-        job_cases.append(dict(name=c.name, ns=ns, runs=["true", "random"] if ex.random_upstream else ["true"]))
-    return dict(kind="steps", statements=stmts, answered=["d" + k for k in ex.grads],
+        job_cases.append(dict(name=c.name, ns=ns, runs=["true", "random"] if ex.random_upstream else ["true"],
+                              forward_cost=forward_cost(ex, c.values)))
+    return dict(kind="steps", statements=stmts, answered=["d" + k for k in ex.grads], cost_bound=ex.cost_bound,
                 constants=constants, cases=job_cases)
 
 

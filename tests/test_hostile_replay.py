@@ -238,6 +238,71 @@ def test_finite_differences_score_nothing_and_say_why(attack):
     assert not v.ok and v.points == 0 and NUMERICAL in v.message, v.message
 
 
+# The cost rule: a run that costs more than its exercise's bound in forward passes is
+# numerical, whatever its scheme, including schemes no pattern of the watch names.
+COSTLY = {
+    # whatever it computes: here the right formula, evaluated thousands of times over
+    "a_statement_that_costs_thousands_of_forward_passes_ex2": ("ex2", "ex2_dlogits", """
+for _ in range(3000):
+    dlogits = F.softmax(logits, 1)
+    dlogits[range(n), Yb] -= 1
+    dlogits = dlogits / n
+"""),
+    "a_backward_that_evaluates_the_forward_pass_again_and_again": ("ex4", "ex4_backward", """
+def backward(Xb, Yb, parameters, cache):
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    for _ in range(150):
+        forward(Xb, Yb, [p + 0.001 * torch.randn_like(p) for p in parameters])
+    n = Xb.shape[0]
+    dlogits = F.softmax(cache['logits'], 1)
+    dlogits[range(n), Yb] -= 1
+    dlogits /= n
+    dW2 = cache['h'].T @ dlogits
+    db2 = dlogits.sum(0)
+    dhpreact = (1.0 - cache['h']**2) * (dlogits @ W2.T)
+    dbngain = (cache['bnraw'] * dhpreact).sum(0, keepdim=True)
+    dbnbias = dhpreact.sum(0, keepdim=True)
+    dhprebn = bngain * cache['bnvar_inv'] / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * cache['bnraw'] * (dhpreact * cache['bnraw']).sum(0))
+    dembcat = dhprebn @ W1.T
+    dW1 = cache['embcat'].T @ dhprebn
+    db1 = dhprebn.sum(0)
+    demb = dembcat.view(cache['emb'].shape)
+    dC = torch.zeros_like(C)
+    dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
+    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
+"""),
+}
+
+
+@pytest.fixture(scope="module")
+def costly_judged():
+    return judged_in_batches({name: (ex, [(cell, src)]) for name, (ex, cell, src) in COSTLY.items()})
+
+
+@pytest.mark.parametrize("scheme", list(COSTLY))
+def test_a_run_that_costs_many_forward_passes_scores_nothing_and_says_so(scheme, costly_judged):
+    """Is an answer whose statement (or call of backward) costs far more forward passes of its
+    exercise than a backward pass needs scored 0, every gradient it writes, with the cost as
+    the reason, though its result is right and no element of an input is moved alone?"""
+    verdicts = costly_judged[scheme]
+    assert all(not v.ok and v.points == 0 and v.status == "refused" for v in verdicts.values()
+               if v.name != "training"), {k: v.message for k, v in verdicts.items()}
+    said = [v.message for v in verdicts.values() if v.name != "training"]
+    assert all(NUMERICAL in m and "forward passes of the exercise; a backward pass costs a few" in m for m in said), said
+
+
+def test_the_forward_pass_cost_is_the_exercises_own():
+    """Is the cost rule's unit each exercise's own forward pass: the whole network for
+    Exercises 1 and 4 (matrix products included), cross-entropy's tensors for 2, BatchNorm's
+    for 3; and does it grow with the batch?"""
+    from autograder.exercises import EXERCISES
+    costs = {k: [score.forward_cost(EXERCISES[k], c.values) for c in score.make_cases(k)] for k in EXERCISES}
+    n = [c[3] for c in score.PRACTICE.cases]
+    assert costs["ex2"][0] == 2 * (n[0] * 27 * 4 + n[0] * 3)  # four (n, 27) tensors and three (n, 1)
+    assert costs["ex1"][0] > 32 * (30 * 64 + 64 * 27) > costs["ex3"][0] > costs["ex2"][0]
+    assert all(sorted(c) == [c[2], c[0], c[1]] for c in costs.values()), (n, costs)  # 19 < 32 < 48
+
+
 @pytest.mark.parametrize("src", [
     "dhpreact = dh * (torch.tanh(hpreact + 1e-3) - torch.tanh(hpreact - 1e-3)) / 2e-3",
     "dhpreact = dh * (torch.tanh(hpreact.double() + 1e-6) - h.double()) / 1e-6",

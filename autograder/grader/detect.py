@@ -219,6 +219,71 @@ def _classify(d, src, eps, scale):
     return None
 
 
+# The cost rule. A backward pass costs a small constant multiple of its forward pass (the cheap
+# gradient principle: Baur and Strassen 1983; Griewank and Walther 2008); differentiating
+# numerically costs one forward evaluation per perturbed direction. Every operation of an
+# answer (never the grader's own work) is charged: a torch operation the elements it reads and
+# writes (a matrix product m*n*k more), a numpy call its arrays' elements, a Python operation 1.
+# A statement of an answer (Exercise 4: a call of backward) that costs more than its
+# exercise's bound (Exercise.cost_bound, COST_BOUND by default) in forward passes of the
+# exercise (score.forward_cost) is numerical, whatever its scheme: what it writes scores 0, and
+# what reads that (the watch's taint), as for any other finding of the watch.
+COST_BOUND = 100
+MATMULS = {torch.matmul, torch.mm, torch.bmm, T.__matmul__, T.__rmatmul__, T.matmul, T.mm, T.bmm,
+           torch.nn.functional.linear, torch.addmm, T.addmm}
+
+
+def _elements(values):
+    n = 0
+    for v in values:
+        if type(v) is torch.Tensor or type(v) is np.ndarray:
+            n += v.numel() if type(v) is torch.Tensor else v.size
+        elif type(v) in (list, tuple):
+            n += sum(b.numel() if type(b) is torch.Tensor else b.size if type(b) is np.ndarray else 1 for b in v[:4096])
+    return n
+
+
+def _products(func, args, out):
+    """A matrix product's multiplications (m*n*k), or an einsum's: the product of the sizes of
+    all its indices; else 0."""
+    if func in MATMULS:
+        a = next((x for x in args if type(x) is torch.Tensor and x.dim() >= 1), None)
+        if a is not None and type(out) is torch.Tensor:
+            return out.numel() * a.shape[-1]
+    if func is torch.einsum and args and isinstance(args[0], str):
+        operands = args[1] if len(args) == 2 and type(args[1]) in (list, tuple) else args[1:]
+        sizes = {}
+        for spec, t in zip(args[0].split("->")[0].split(","), operands):
+            spec = spec.strip().replace("...", "")
+            if type(t) is torch.Tensor:
+                for letter, size in zip(spec[::-1], t.shape[::-1]):
+                    sizes[letter] = size
+        total = 1
+        for size in sizes.values():
+            total *= size
+        return total
+    return 0
+
+
+# What moves no data: charged 1, whatever the tensor's size (a learner's loop over elements may
+# call them at every element)
+VIEWS = {T.view, T.view_as, T.reshape, T.reshape_as, T.unsqueeze, T.squeeze, T.expand, T.expand_as, T.t,
+         T.transpose, T.permute, T.flatten, T.unflatten, T.detach, T.T.__get__, T.mT.__get__, T.data.__get__,
+         T.__len__, T.size, T.dim, T.numel, T.shape.__get__, T.dtype.__get__, T.device.__get__}
+
+
+def price(func, args, kwargs, out):
+    """The cost of one torch operation of an answer: the elements it reads and writes, a
+    matrix product's multiplications more; reading or writing a few elements costs those."""
+    if func in VIEWS:
+        return 1
+    if func in INDEXING or func in WRITES:  # what is read out or written, not the whole tensor
+        return 1 + _elements(args[1:]) + _elements(kwargs.values()) + (_elements((out,)) if func not in WRITES else 0)
+    if type(out) is not torch.Tensor and not (type(out) in (list, tuple) and out and type(out[0]) is torch.Tensor):
+        return 1 + (_elements((out,)) if type(out) in (list, tuple) else 0)  # numbers out (.item(), .tolist())
+    return 1 + _elements(args) + _elements(kwargs.values()) + _elements((out,)) + _products(func, args, out)
+
+
 class _Quiet:
     """The grader's own work, not watched (torch functions and the answer's Python hooks)."""
 
@@ -242,6 +307,7 @@ class Watch(TorchFunctionMode):
     def __init__(self, job=None):
         super().__init__()
         self.tripped_at, self.found, self.muted = None, {}, False
+        self.budget, self.unit, self.costly = None, None, ""  # the cost rule: set per run (charge)
         self._reset()
 
     def _reset(self):
@@ -251,6 +317,8 @@ class Watch(TorchFunctionMode):
         self.steps = {}      # step key -> step: the perturbations' h
         self.seen = {}       # step key -> how often a perturbation by it was seen
         self.moved = {}      # (number, step key) -> signs it was moved by
+        self.cost = 0        # what the answer's operations cost this run (the cost rule)
+        self.costly = ""
 
     # -- set up by the replay ------------------------------------------------------------
     def run(self, ns):
@@ -267,12 +335,26 @@ class Watch(TorchFunctionMode):
                 self.by_numel.setdefault(ref.size, []).append(ref)
                 self.layouts = {}
 
+    def price(self, forward_cost, bound=None):
+        """Bound the next runs' cost at `bound` (COST_BOUND) forward passes of `forward_cost`."""
+        self.unit = forward_cost
+        self.budget = (COST_BOUND if bound is None else bound) * forward_cost if forward_cost else None
+
+    def charge(self, amount):
+        """Add an operation's cost to the run's; past the budget, the run is numerical."""
+        self.cost += amount
+        if self.budget is not None and self.cost > self.budget and not self.costly:
+            self.costly = (f"it costs over {self.cost / self.unit:.0f} forward passes of the exercise; "
+                           "a backward pass costs a few")
+            self._trip(self.costly)
+
     def quiet(self):
         """A block of the grader's own work, not watched (its forward pass, its updates)."""
         return _Quiet(self)
 
     def begin(self):
-        self.tripped_at = None
+        """A new statement (or call of backward): the cost rule prices each on its own."""
+        self.tripped_at, self.cost, self.costly = None, 0, ""
 
     def tripped(self):
         return self.tripped_at
@@ -555,6 +637,9 @@ class Watch(TorchFunctionMode):
 
     def arith(self, op, a, b):
         """Python's `a op b` in an answer (op one of + - * /), before it is computed."""
+        if self.muted:
+            return
+        self.charge(1 + 2 * _elements((a, b)))
         if not self.active:
             return
         if op in "+-":
@@ -576,6 +661,9 @@ class Watch(TorchFunctionMode):
     def arguments(self, args, what=""):
         """numpy's (and math's) calls, from restricted.py: look at their array arguments, and
         at the sequences of numbers they read."""
+        if self.muted:
+            return
+        self.charge(1 + 2 * _elements(args))
         if not self.active:
             return
         if what in ("ndarray.tolist", "ndarray.item") and args:
@@ -608,8 +696,11 @@ class Watch(TorchFunctionMode):
     # -- torch ------------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.tripped_at is not None:
-            return func(*args, **kwargs)
+        out = func(*args, **kwargs) if self.tripped_at is not None else self._watched(func, args, kwargs)
+        self.charge(price(func, args, kwargs, out))
+        return out
+
+    def _watched(self, func, args, kwargs):
         if func in WRITES and args and _plain_float(args[0]) and args[0].numel() >= 2 and \
                 "ninja_ref" not in args[0].__dict__:
             args[0].ninja_ref = _Ref(args[0])  # what it held before the write
