@@ -357,6 +357,10 @@ class Watch(TorchFunctionMode):
         self.tripped_at, self.cost, self.costly = None, 0, ""
 
     def tripped(self):
+        """Why the statement (or call) is numerical, or None; for the cost rule, what it cost
+        in all (the replay asks once the statement has run)."""
+        if self.costly and self.tripped_at == self.costly:
+            return f"it costs {self.cost / self.unit:,.0f} forward passes of the exercise; a backward pass costs a few"
         return self.tripped_at
 
     def record(self, key, why):
