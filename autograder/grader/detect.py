@@ -229,6 +229,7 @@ def _classify(d, src, eps, scale):
 # exercise (score.forward_cost) is numerical, whatever its scheme: what it writes scores 0, and
 # what reads that (the watch's taint), as for any other finding of the watch.
 COST_BOUND = 100
+COSTLY = object()  # why a statement tripped, for the cost rule (tripped() words it with the cost)
 MATMULS = {torch.matmul, torch.mm, torch.bmm, T.__matmul__, T.__rmatmul__, T.matmul, T.mm, T.bmm,
            torch.nn.functional.linear, torch.addmm, T.addmm}
 
@@ -307,7 +308,7 @@ class Watch(TorchFunctionMode):
     def __init__(self, job=None):
         super().__init__()
         self.tripped_at, self.found, self.muted = None, {}, False
-        self.budget, self.unit, self.costly = None, None, ""  # the cost rule: set per run (charge)
+        self.budget, self.unit, self.costly = None, None, False  # the cost rule: set per run (price)
         self._reset()
 
     def _reset(self):
@@ -317,8 +318,8 @@ class Watch(TorchFunctionMode):
         self.steps = {}      # step key -> step: the perturbations' h
         self.seen = {}       # step key -> how often a perturbation by it was seen
         self.moved = {}      # (number, step key) -> signs it was moved by
-        self.cost = 0        # what the answer's operations cost this run (the cost rule)
-        self.costly = ""
+        self.cost = 0        # what the statement's operations cost (the cost rule)
+        self.costly = False  # whether they passed the budget
 
     # -- set up by the replay ------------------------------------------------------------
     def run(self, ns):
@@ -344,9 +345,8 @@ class Watch(TorchFunctionMode):
         """Add an operation's cost to the run's; past the budget, the run is numerical."""
         self.cost += amount
         if self.budget is not None and self.cost > self.budget and not self.costly:
-            self.costly = (f"it costs over {self.cost / self.unit:.0f} forward passes of the exercise; "
-                           "a backward pass costs a few")
-            self._trip(self.costly)
+            self.costly = True
+            self._trip(COSTLY)
 
     def quiet(self):
         """A block of the grader's own work, not watched (its forward pass, its updates)."""
@@ -354,12 +354,12 @@ class Watch(TorchFunctionMode):
 
     def begin(self):
         """A new statement (or call of backward): the cost rule prices each on its own."""
-        self.tripped_at, self.cost, self.costly = None, 0, ""
+        self.tripped_at, self.cost, self.costly = None, 0, False
 
     def tripped(self):
         """Why the statement (or call) is numerical, or None; for the cost rule, what it cost
         in all (the replay asks once the statement has run)."""
-        if self.costly and self.tripped_at == self.costly:
+        if self.tripped_at is COSTLY:
             return f"it costs {self.cost / self.unit:,.0f} forward passes of the exercise; a backward pass costs a few"
         return self.tripped_at
 
