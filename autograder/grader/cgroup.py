@@ -81,9 +81,7 @@ def sweep(folder):
     for name in names:
         m = re.fullmatch(r"ninja-learner-(\d+)-\d+", name)
         if m and not alive(int(m.group(1))):
-            left = Learner.__new__(Learner)
-            left.path = os.path.join(folder, name)
-            left.close(seconds=1)
+            remove(os.path.join(folder, name), seconds=1)
 
 
 def alive(pid):
@@ -140,32 +138,38 @@ class Learner:
         if self.path:
             self._write("cgroup.procs", pid)
 
-    def pids(self):
-        try:
-            with open(os.path.join(self.path, "cgroup.procs")) as f:
-                return [int(p) for p in f.read().split()]
-        except (OSError, TypeError):
-            return []
-
     def close(self, seconds=5):
         """Kill every process left in the cgroup, then remove it (the grader's, not a learner's)."""
-        if not self.path:
-            return
-        deadline = time.monotonic() + seconds
-        while True:
-            for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                os.rmdir(self.path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:  # EBUSY: processes still dying
-                if time.monotonic() > deadline:
-                    log.warning("could not remove the cgroup %s", self.path)
-                    break
-                time.sleep(0.01)
+        if self.path:
+            remove(self.path, seconds)
         self.path = None
+
+
+def _pids(path):
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, TypeError):
+        return []
+
+
+def remove(path, seconds=5):
+    """Kill every process in the cgroup at `path`, then remove it, waiting at most `seconds`
+    for the processes to die."""
+    deadline = time.monotonic() + seconds
+    while True:
+        for pid in _pids(path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY: processes still dying
+            if time.monotonic() > deadline:
+                log.warning("could not remove the cgroup %s", path)
+                return
+            time.sleep(0.01)

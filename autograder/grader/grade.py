@@ -232,8 +232,9 @@ def stop(pool):
     for w in workers:
         remove_kernel_folders(w.pid)
     from . import cgroup
-    if workers and cgroup.base():
-        cgroup.sweep(cgroup.base()[1])  # the memory cgroups of the learners they were grading
+    found = cgroup.base() if workers else None
+    if found:
+        cgroup.sweep(found[1])  # the memory cgroups of the learners they were grading
     pool.shutdown(wait=False, cancel_futures=True)
 
 
