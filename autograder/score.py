@@ -153,7 +153,7 @@ def build_job(exercise, stmts, cases, setting=PRACTICE):
     for c in cases:
         ns = {k: v for k, v in c.values.items() if k != "loss"}
         ns.update(Xb=c.Xb, Yb=c.Yb, n=c.n, batch_size=c.n)
-        ns.update({name: c.truth[k] for name, k in ex.given.items()})  # say the gradient flowing into BatchNorm
+        ns.update({name: c.truth[k] for name, k in ex.given.items()})  # (Exercise 3: dhpreact, into BatchNorm)
         job_cases.append(dict(name=c.name, ns=ns, runs=["true", "random"] if ex.random_upstream else ["true"],
                               forward_cost=forward_cost(ex, c.values)))
     return dict(kind="steps", statements=stmts, answered=["d" + k for k in ex.grads], cost_bound=ex.cost_bound,
