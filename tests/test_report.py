@@ -3,7 +3,7 @@ view, on verdicts the grader gives to learner-style answers."""
 import csv
 
 import pytest
-from nbformat.v4 import new_code_cell, new_output
+from nbformat.v4 import new_code_cell
 
 from autograder import score
 from autograder.diagnose import MISCONCEPTIONS, kind_of
@@ -53,12 +53,10 @@ def table():
     return out
 
 
-def graded_cell(v, points=None):
-    """A graded test cell as the trusted grader leaves it: the verdict's text, and its points
-    with the verdict's data as the cell's result."""
-    return new_code_cell("", outputs=[
-        new_output("stream", name="stdout", text=v.summary() + "\n"),
-        new_output("execute_result", data={"text/plain": repr(v.points), score.VERDICT: v.data(points)})])
+def graded_cell(v):
+    """A graded test cell as the trusted grader leaves it (trusted.graded_outputs)."""
+    from autograder.grader.trusted import graded_outputs
+    return new_code_cell("", outputs=graded_outputs(v, v.max_points))
 
 
 def statuses(table, student):

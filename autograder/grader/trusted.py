@@ -119,11 +119,13 @@ class TrustedScores(NbGraderPreprocessor):
             meta = cell.metadata.get("nbgrader", {})
             v = by_test.get(meta.get("grade_id"))
             if cell.cell_type == "code" and meta.get("grade") and v is not None:
-                cell.outputs = [
-                    new_output("stream", name="stdout", text=v.summary() + "\n"),
-                    new_output("execute_result",  # the points (what nbgrader records) and the verdict as data
-                               data={"text/plain": repr(float(meta["points"]) * v.points / v.max_points),
-                                     VERDICT: v.data(meta["points"])},
-                               execution_count=cell.get("execution_count")),
-                ]
+                cell.outputs = graded_outputs(v, meta["points"], cell.get("execution_count"))
         return nb, resources
+
+
+def graded_outputs(v, points, execution_count=None):
+    """A graded test cell's outputs for verdict v: its text, then as the cell's result the
+    points (what nbgrader records, of the cell's `points`) and the verdict as data."""
+    return [new_output("stream", name="stdout", text=v.summary() + "\n"),
+            new_output("execute_result", data={"text/plain": repr(float(points) * v.points / v.max_points),
+                                               VERDICT: v.data(points)}, execution_count=execution_count)]
