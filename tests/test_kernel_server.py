@@ -132,6 +132,29 @@ def test_a_kernel_that_stops_or_kills_its_server_costs_only_its_own_notebook(fol
     assert server_pid() not in (None, first), "a new server took the next kernel"
 
 
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_a_kernel_found_dead_at_the_end_frees_the_server_and_its_folders(folder, monkeypatch, server):
+    """nbclient skips the shutdown of a kernel it finds dead at the end (one that ended, or whose
+    server did) and calls cleanup_resources alone: is the kernel server still freed for the next
+    kernel, while the dead kernel's manager lives on, and are its folders and cgroup gone?"""
+    from jupyter_client.utils import run_sync
+    monkeypatch.setenv("BACKPROP_NINJA_KERNEL_SERVER", server)
+    nb = new_notebook(cells=[new_code_cell("print(1)")])
+    client = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,
+                            resources={"metadata": {"path": str(folder)}})
+    with client.setup_kernel():
+        km = client.km  # lives on, as a manager caught in a reference cycle does until gc runs
+        client.execute_cell(nb.cells[0], 0)
+        assert isinstance(km.provisioner.process, sandbox.ForkedKernel) == (server == "1")
+        km.provisioner.process.kill()
+        km.provisioner.process.wait(10)
+        assert not run_sync(km.is_alive)()
+    left = [km._sockets, km._work] + ([km._bound.path] if getattr(km, "_bound", None) and km._bound.path else [])
+    assert [p for p in left if os.path.exists(p)] == []
+    monkeypatch.setenv("BACKPROP_NINJA_KERNEL_SERVER", "1")
+    assert run(["print(2)"], folder)[:2] == (["2"], True)
+
+
 def test_a_second_kernel_at_the_same_time_gets_a_sandbox_of_its_own(folder):
     nb = new_notebook(cells=[new_code_cell("print('outer')")])
     outer = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,

@@ -792,6 +792,11 @@ class SandboxedKernelManager(AsyncKernelManager):
                         tree.remove(path)
                 self._release()
 
+    # nbclient calls cleanup_resources alone for a kernel it finds dead (a kernel that ended, or
+    # whose server did): AsyncKernelManager binds that name to KernelManager's own function,
+    # which would pass over this class's, leaving the server reserved and the folders on disk
+    cleanup_resources = _async_cleanup_resources
+
 
 def private_copy(folder, uid, inside=None):
     """A temporary copy of a submission's folder for its kernel (in the folder `inside`, or the
