@@ -2,6 +2,7 @@
 import torch
 
 from .compare import accepted_shape
+from .reason import Reason
 
 
 def _close(a, b):
@@ -28,44 +29,46 @@ def diagnose(dt, t, n, bessel=None, alternatives=(), repeated=None, logits=None,
     are wrong, by how much): dt is the learner's to shape, and so could carry a hidden value;
     t's shape and n are the grader's to say."""
     if dt is None:
-        return "not defined"
+        return Reason("not defined")
     dt = dt.detach().to(t.dtype)
     if not torch.isfinite(dt).all():
-        return "contains NaN or inf"
+        return Reason("contains NaN or inf", "nan")
     if dt.shape != t.shape:
         if not accepted_shape(dt.shape, t.shape):
-            return _shape(dt, t) if figures else f"wrong shape, expected {tuple(t.shape)}"
+            return _shape(dt, t) if figures else Reason(f"wrong shape, expected {tuple(t.shape)}", "shape")
         dt = dt.reshape(t.shape)
     if t.abs().max().item() < 1e-6:  # zero up to rounding: no sign or factor to name
-        return "the expected gradient is zero up to rounding; yours is not"
+        return Reason("the expected gradient is zero up to rounding; yours is not", "zero_step")
     if bessel is not None and _close(dt, bessel.to(t.dtype)):
-        return ("Bessel's correction: BatchNorm's variance here divides by n-1, and your formula "
-                "is the one for a variance over n (a factor n/(n-1) is missing)")
+        return Reason("Bessel's correction: BatchNorm's variance here divides by n-1, and your formula "
+                      "is the one for a variance over n (a factor n/(n-1) is missing)", "bessel")
     if _close(-dt, t):
-        return "sign flipped"
+        return Reason("sign flipped", "sign")
     denom = (t * t).sum().item()
     if denom > 0:
         r = (dt * t).sum().item() / denom
         if 1e-3 < abs(r) < 1e3 and abs(r - 1) > 1e-3 and _close(dt, r * t):
-            name = _factor_name(r, n) or (f"{r:.3g}" if figures else None)
-            return "off by a constant factor" + (f" of {name}" if name else "")
+            named = _factor_name(r, n)
+            name = named or (f"{r:.3g}" if figures else None)
+            return Reason("off by a constant factor" + (f" of {name}" if name else ""), FACTORS.get(named, "factor_other"))
     for alt, why in alternatives:
         if alt.shape == t.shape and _close(dt, alt.to(t.dtype)):
-            return why
+            return why if isinstance(why, Reason) else Reason(why)
     off = (dt - t).abs() > 1e-4 * t.abs().max().item() + 1e-7  # the entries that differ
     if repeated is not None and off.any():
         rows = set(off.reshape(off.shape[0], -1).any(1).nonzero().flatten().tolist())
         if rows <= set(repeated):
             if not figures:
-                return "wrong only in rows the batch uses more than once: repeated entries overwritten, not accumulated (+=)?"
-            return (f"wrong only in rows the batch uses more than once ({len(rows)} of them, e.g. row "
-                    f"{min(rows)}): repeated entries overwritten, not accumulated (+=)?")
+                return Reason("wrong only in rows the batch uses more than once: repeated entries overwritten, "
+                              "not accumulated (+=)?", "accumulate")
+            return Reason(f"wrong only in rows the batch uses more than once ({len(rows)} of them, e.g. row "
+                          f"{min(rows)}): repeated entries overwritten, not accumulated (+=)?", "accumulate")
     if logits is not None and off.any() and off.shape == logits.shape and _max_position(off, logits):
         return _max_position(off, logits)
     if figures:
-        return _known(dt, t, off)
+        return Reason(_known(dt, t, off))
     rows = off.reshape(off.shape[0], -1).any(1) if off.dim() >= 1 else off.reshape(1)
-    return "right except for some rows" if 0 < int(rows.sum()) < rows.numel() else "differs from the expected gradient"
+    return Reason("right except for some rows" if 0 < int(rows.sum()) < rows.numel() else "differs from the expected gradient")
 
 
 def _max_position(off, logits):
@@ -76,12 +79,13 @@ def _max_position(off, logits):
     at_top = torch.zeros_like(off)
     at_top[ix, top] = True
     if bool((off | at_top)[rows].all()):  # (the max's own position may be right)
-        return ("the max's gradient went to every position of its row: it belongs to the max's "
-                "position alone (F.one_hot of the argmax)")
+        return Reason("the max's gradient went to every position of its row: it belongs to the max's "
+                      "position alone (F.one_hot of the argmax)", "max_position")
     allowed = torch.zeros_like(off)
     allowed[ix, top] = allowed[ix, low] = True
     if bool((off <= allowed).all()) and bool(off[ix, low][rows].all()):
-        return "the max's gradient went to the smallest logit (argmin), not to the largest (argmax)"
+        return Reason("the max's gradient went to the smallest logit (argmin), not to the largest (argmax)",
+                      "max_position")
     return ""
 
 
@@ -113,64 +117,53 @@ def _shape(dt, t):
     """Why a shape is wrong, with the likely slip."""
     got, want = tuple(dt.shape), tuple(t.shape)
     if got == (1, *want):
-        return (f"shape {got}, expected {want}: sum without keepdim=True "
-                f"(a {got} gradient cannot update a {want} parameter in place)")
+        return Reason(f"shape {got}, expected {want}: sum without keepdim=True "
+                      f"(a {got} gradient cannot update a {want} parameter in place)", "keepdim")
     if dt.dim() == 2 and got == want[::-1]:
-        return "transposed: " + ("the values are right, the shape is swapped" if _close(dt.T, t)
-                                 else f"shape {got}, expected {want}")
+        return Reason("transposed: " + ("the values are right, the shape is swapped" if _close(dt.T, t)
+                                        else f"shape {got}, expected {want}"), "transposed")
     if dt.dim() == t.dim() - 1 and 1 in want and list(got) == [d for d in want if d != 1]:
-        return f"shape {got}, expected {want}: a sum over dimension {want.index(1)} without keepdim=True?"
+        return Reason(f"shape {got}, expected {want}: a sum over dimension {want.index(1)} without keepdim=True?",
+                      "keepdim")
     if dt.dim() > t.dim() and got[dt.dim() - t.dim():] == want:
         dims = tuple(range(dt.dim() - t.dim()))
-        return (f"shape {got}, expected {want}: the forward pass broadcast this parameter over "
-                f"dimension {dims[0] if len(dims) == 1 else dims} (the batch), so its gradient "
-                "needs a sum over that dimension")
+        return Reason(f"shape {got}, expected {want}: the forward pass broadcast this parameter over "
+                      f"dimension {dims[0] if len(dims) == 1 else dims} (the batch), so its gradient "
+                      "needs a sum over that dimension", "broadcast")
     extra = [i for i, (a, b) in enumerate(zip(got[::-1], want[::-1])) if a != b and b == 1]
     if dt.dim() >= t.dim() and extra:
         dim = t.dim() - 1 - extra[0]
-        return (f"shape {got}, expected {want}: the forward pass broadcast this tensor along "
-                f"dimension {dim}, so its gradient needs a sum over that dimension (keepdim=True)")
-    return f"wrong shape {got}, expected {want}"
+        return Reason(f"shape {got}, expected {want}: the forward pass broadcast this tensor along "
+                      f"dimension {dim}, so its gradient needs a sum over that dimension (keepdim=True)", "broadcast")
+    return Reason(f"wrong shape {got}, expected {want}", "shape")
 
 
-INHERITED = "wrong only because"  # a right step's verdict, naming the earlier wrong step
-
-# The mistakes the course names, as stable codes, each with the words of the verdict that name
-# it (written above and in score.py's messages; the class report reads them back from the
-# gradebook's verdicts). In order: the first that matches a verdict is its kind.
+# The mistakes the course names, as stable codes (Reason.code), each with the description the
+# class report's misconception view shows, in its order.
 MISCONCEPTIONS = [
-    ("bessel", "Bessel's correction (n where n-1 is meant, or back)",
-     ("Bessel's correction", "factor of n-1", "factor of 1/(n-1)", "factor of n/(n-1)", "factor of (n-1)/n")),
-    ("factor_n", "off by a factor of n (the mean's 1/n forgotten or doubled)",
-     ("factor of n", "factor of 1/n", "factor of 32/n", "factor of n/32")),
-    ("factor_other", "off by another constant factor", ("off by a constant factor",)),
-    ("sign", "sign flipped", ("sign flipped",)),
-    ("keepdim", "a sum without keepdim=True", ("without keepdim=True",)),
-    ("broadcast", "a broadcast tensor's gradient not summed over the broadcast dimension",
-     ("needs a sum over that dimension",)),
-    ("transposed", "transposed", ("transposed:",)),
+    ("bessel", "Bessel's correction (n where n-1 is meant, or back)"),
+    ("factor_n", "off by a factor of n (the mean's 1/n forgotten or doubled)"),
+    ("factor_other", "off by another constant factor"),
+    ("sign", "sign flipped"),
+    ("keepdim", "a sum without keepdim=True"),
+    ("broadcast", "a broadcast tensor's gradient not summed over the broadcast dimension"),
+    ("transposed", "transposed"),
     ("second_path", "the path through a second use of a tensor left out (a tensor used twice "
-     "gets the sum of both paths)", ("used twice",)),
-    ("accumulate", "repeated entries overwritten, not accumulated (+=)", ("accumulated (+=)",)),
-    ("max_position", "the max's gradient sent to the wrong positions (not only the argmax)",
-     ("the max's gradient went to",)),
-    ("raises_hidden", "raises on other batch sizes", ("raises on hidden batches",)),
-    ("hard_coded", "batch size hard-coded (32 for n)", ("is the batch size hard-coded?",)),
-    ("zero_step", "a gradient that is zero up to rounding written as a constant",
-     ("it does not follow from d", "the expected gradient is zero up to rounding")),
-    ("shape", "another wrong shape", ("wrong shape",)),
-    ("typo", "a typo in the gradient's name", ("a typo?",)),
-    ("reference", "copied autograd's gradient (ref, .grad, autograd)",
-     ("autograd reference", "autograd's gradient", "uses autograd")),
-    ("nan", "NaN or inf", ("contains NaN or inf",)),
+     "gets the sum of both paths)"),
+    ("accumulate", "repeated entries overwritten, not accumulated (+=)"),
+    ("max_position", "the max's gradient sent to the wrong positions (not only the argmax)"),
+    ("tanh", "tanh's derivative written otherwise than 1 - h**2 of its output"),
+    ("raises_hidden", "raises on other batch sizes"),
+    ("hard_coded", "batch size hard-coded (32 for n)"),
+    ("zero_step", "a gradient that is zero up to rounding written as a constant"),
+    ("shape", "another wrong shape"),
+    ("typo", "a typo in the gradient's name"),
+    ("reference", "copied autograd's gradient (ref, .grad, autograd)"),
+    ("numerical", "differentiated numerically (finite differences), not by hand"),
+    ("nan", "NaN or inf"),
 ]
+CODES = {code for code, _ in MISCONCEPTIONS}
 
-
-def kind_of(verdict):
-    """The code of the named mistake in a verdict's text, or ''; of a step right on the true
-    upstream, only what is said of the step itself (the earlier step's mistake is not its own)."""
-    verdict = verdict.split(INHERITED)[0]
-    for code, _, words in MISCONCEPTIONS:
-        if any(w in verdict for w in words):
-            return code
-    return ""
+# The named factors (diagnose's _factor_name) and the mistake each stands for.
+FACTORS = {**dict.fromkeys(["n-1", "1/(n-1)", "n/(n-1)", "(n-1)/n"], "bessel"),
+           **dict.fromkeys(["n", "1/n", "32/n", "n/32"], "factor_n")}

@@ -9,6 +9,7 @@ whose true gradient is zero up to rounding (`dlogit_maxes`, `db1`), random ones 
 gradient, so a constant zero cannot pass. Each answer is then compared with autograd's gradient (or, in the random run,
 with the step's vector-Jacobian product of the random upstream).
 """
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ import torch
 
 from . import data, model
 from .compare import compare
-from .diagnose import diagnose, kind_of
+from .diagnose import Reason, diagnose
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .replay import NUMERICAL, PUBLIC
 from .statements import forbidden, split
@@ -55,10 +56,11 @@ class Verdict:
     def points(self):
         return self.max_points if self.ok else 0.0
 
-    def judged(self, status, message, ok=False):
-        """Set the verdict: its status, its message, and the code of the mistake it names."""
+    def judged(self, status, message, ok=False, mistake=""):
+        """Set the verdict: its status, its message, and the code of the mistake it names
+        (diagnose.MISCONCEPTIONS), given by whoever wrote the message."""
         self.ok, self.status, self.message = ok, status, message
-        self.mistake = kind_of(message) if status in (WRONG, ERROR, REFUSED) else ""
+        self.mistake = mistake if status in (WRONG, ERROR, REFUSED) else ""
 
     def data(self, points=None):
         """The verdict as data, stored with the graded cell: `points` the cell's (default: the
@@ -209,8 +211,9 @@ class Collector:
     """Records the answers the replay reports; gives back each gradient's value for the rest of
     the run. The first report of an answer is the one kept."""
 
-    def __init__(self, exercise, cases, setting=PRACTICE):
+    def __init__(self, exercise, cases, setting=PRACTICE, statements=()):
         self.exercise, self.cases, self.setting = exercise, {c.name: c for c in cases}, setting
+        self.statements = list(statements)  # the job's, as the grader parsed them (build_job)
         self.answers = {}
         self.steps = {}  # Exercise 4: case -> [Step] of the body of backward, in order
 
@@ -306,14 +309,15 @@ def score(exercise, collector, errors):
         numerical = next((e for key, e in errors.items() if key.startswith("numerical/")
                           and key.split("/")[-1] == label), "")
         if numerical:
-            v.judged(REFUSED, numerical)
+            v.judged(REFUSED, numerical, mistake="numerical")
             continue
         note = next((r.note for _, _, r in v.rows if r.note and not r.note.startswith("wrong shape")), "")
         errs = {c: errors.get(f"{c}/{step}/{'backward' if function else label}", "") for c in collector.cases}
         if errors.get("process"):
             errs = dict.fromkeys(errs, errors["process"])
         if failed:
-            v.judged(*_message(k, failed, errs, ex, collector))
+            status, message, mistake = _message(k, failed, errs, ex, collector)
+            v.judged(status, message, mistake=mistake)
         else:
             v.judged(RIGHT, note, ok=True)
     if "training" in ex.extra_tests:
@@ -332,16 +336,17 @@ def _random_expected(k, up, c):
 
 
 def _message(k, failed, errors, ex, collector=None):
-    """(status, why) of a wrong gradient: its own error if it is missing, right on the
+    """(status, why, mistake) of a wrong gradient: its own error if it is missing, right on the
     notebook's batch only, not following a random upstream, or the likely mistake where it
     first failed (in Exercise 4, at the first wrong step inside backward). errors: {case: its
     error or ''}; the status is ERROR where the learner's code raised or gave no valid tensor,
-    REFUSED where it was not run, NOT_ATTEMPTED where nothing assigns the gradient."""
+    REFUSED where it was not run, NOT_ATTEMPTED where nothing assigns the gradient; mistake is
+    the named mistake's code (diagnose.MISCONCEPTIONS) or ''."""
     c, kind, dt, expected = failed[0]
     hidden = c.name != PUBLIC  # then nothing of the learner's answer is quoted: only the grader's words
     if isinstance(dt, str) and dt.startswith(UNJUDGED):
         return ERROR, ("not judged on a hidden case" if hidden else f"not judged: {dt[len(UNJUDGED):]}") + \
-            " (an answer must be a dense float tensor on the CPU)"
+            " (an answer must be a dense float tensor on the CPU)", ""
     names = {f[0].name for f in failed}
     error = errors.get(c.name, "")
     said = f" ({error})" if error else ""
@@ -350,27 +355,45 @@ def _message(k, failed, errors, ex, collector=None):
         text = "right on the notebook's batch of 32 but not on other batch sizes"
         raised = [f[0] for f in failed if errors.get(f[0].name)]
         if raised:  # in the grader's words only (score.redacted): a hidden case's error could quote the case
-            return WRONG, f"{text}: is the batch size hard-coded? ({errors[raised[0].name]})"
-        return WRONG, f"{text}: is the batch size hard-coded?" + (f" {located}" if located else "")
+            return WRONG, f"{text}: is the batch size hard-coded? ({errors[raised[0].name]})", "raises_hidden"
+        return WRONG, f"{text}: is the batch size hard-coded?" + (f" {located}" if located else ""), "hard_coded"
     if not isinstance(dt, torch.Tensor):
         what = dt if isinstance(dt, str) and not hidden else None
         if what is None and error.startswith(BANNED):  # the statement was not run: say why
-            return REFUSED, "refused: " + error
+            return REFUSED, "refused: " + error, _refusal(error, collector)
         tried = ERROR if error or dt is not None else NOT_ATTEMPTED  # it raised, or gave a non-tensor
         if hidden:
-            return tried, error or ("not defined" if dt is None else "not a tensor") + " on a hidden case"
+            return tried, error or ("not defined" if dt is None else "not a tensor") + " on a hidden case", ""
         if what is None and not error:  # it ran, and left None there
             error = (f"backward returned no tensor in d{k}'s place ({list(ex.grads).index(k) + 1} of "
                      f"{len(ex.grads)})" if ex.kind == "function" else f"d{k} is None after your last line that assigns it")
-        return tried, ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else "")
+        typo = _typo(k, ex, collector) if dt is None else ""
+        return tried, ("not defined" if what is None else f"not a tensor ({what})") + (f": {error}" if error else ""), typo
     why = located or diagnose(dt, expected, c.n, bessel=_bessel(k, c, ex), figures=not hidden,
                               **(_known_mistakes(k, c, c.truth) if ex.named_mistakes and kind == "own step" else {}))
     if kind == "random upstream":
         up = ex.random_upstream[k]
         return WRONG, (f"right where autograd's d{k} is zero up to rounding, but it does not follow from d{up}: "
-                       f"given a random d{up} it is wrong (a constant?)" + said)
+                       f"given a random d{up} it is wrong (a constant?)" + said), "zero_step"
     where = "on the notebook's batch" if c.name == "notebook" else f"on a hidden batch of {c.n}"
-    return WRONG, f"does not match {where}" + (f": {why}" if why else "") + said
+    return WRONG, f"does not match {where}" + (f": {why}" if why else "") + said, getattr(why, "code", "")
+
+
+def _refusal(error, collector):
+    """The code of the reason a statement was refused (statements.forbidden's, set when the
+    grader parsed it): the replay echoes that reason, which is looked up, not read."""
+    return next((s["error"].code for s in getattr(collector, "statements", ())
+                 if s["error"] == error and isinstance(s["error"], Reason)), "")
+
+
+def _typo(k, ex, collector):
+    """'typo' if no statement assigns dk and one assigns a name close to it, as the grader
+    parsed the statements; else ''."""
+    if ex.kind != "steps" or collector is None:
+        return ""
+    written = {n for s in collector.statements for n in s["writes"]}
+    close = "d" + k not in written and difflib.get_close_matches("d" + k, written, n=1, cutoff=0.8)
+    return "typo" if close else ""
 
 
 def _sizes(sizes):
@@ -384,8 +407,9 @@ def _known_mistakes(k, c, upstream):
     used_by = model.consumers(k)
     out = {"alternatives": [
         (model.local_grad(k, c.values, upstream, c.Xb, c.Yb, through=via),
-         f"only the path through {via}: {k} is used twice (by {' and '.join(used_by)}), so its gradient "
-         f"is the sum of both paths' (the one through {' and '.join(x for x in used_by if x != via)} is missing)")
+         Reason(f"only the path through {via}: {k} is used twice (by {' and '.join(used_by)}), so its gradient "
+                f"is the sum of both paths' (the one through {' and '.join(x for x in used_by if x != via)} is "
+                "missing)", "second_path"))
         for via in used_by if len(used_by) > 1]}
     if k == "C":
         seen = torch.bincount(c.Xb.reshape(-1), minlength=c.values["C"].shape[0])
@@ -394,7 +418,7 @@ def _known_mistakes(k, c, upstream):
         out["logits"] = c.values["logits"]
     if k == "hpreact":  # tanh's local derivative, 1 - h**2 of its output h, written otherwise
         h, x, dh = c.values["h"], c.values["hpreact"], upstream["h"]
-        out["alternatives"] += [(t * dh, f"tanh's derivative is 1 - h**2, of its output h; yours is {what}")
+        out["alternatives"] += [(t * dh, Reason(f"tanh's derivative is 1 - h**2, of its output h; yours is {what}", "tanh"))
                                 for t, what in [(1 - h, "1 - h"), (1 - x**2, "1 - hpreact**2 (of its input)"),
                                                 (h**2, "h**2"), (1 + h**2, "1 + h**2"), (-(h**2), "-h**2")]]
     return out
@@ -414,18 +438,20 @@ def _located(k, c, collector):
     unknown = [s for s in steps if not s.key and s.line < own.line and tuple(s.answer.shape) in shapes]
     if not own.ok:  # its own line, unless it reads a wrong gradient under a name of the learner's
         why = _step_reason(own, c)
-        return (f"line {own.line} ({own.name}) is wrong even given the true upstream gradients" + (
+        return Reason(f"line {own.line} ({own.name}) is wrong even given the true upstream gradients" + (
             f": {why}" if why else "") + (f"; unless a variable it reads is wrong: {_listed(unknown)} "
-                                          "matches none of the lecture's gradients" if unknown else ""))
+                                          "matches none of the lecture's gradients" if unknown else ""),
+            getattr(why, "code", ""))
     first = next((s for s in steps if s.key and not s.ok and s.key[1:] in after), None)
     if first is None:
-        return (f"your line {own.line} ({own.name}) is right given the true upstream gradients, so a "
-                f"gradient it depends on is wrong under a name of your own" +
-                (f": {_listed(unknown)} matches none of the lecture's gradients" if unknown else ""))
+        return Reason(f"your line {own.line} ({own.name}) is right given the true upstream gradients, so a "
+                      f"gradient it depends on is wrong under a name of your own" +
+                      (f": {_listed(unknown)} matches none of the lecture's gradients" if unknown else ""))
     why, before = _step_reason(first, c), [s for s in unknown if s.line < first.line]
-    return (f"your line {own.line} ({own.name}) is right given the true upstream gradients; d{k} is "
-            f"wrong only because {first.name} (line {first.line}) is wrong" + (f": {why}" if why else "") +
-            (f" (or a variable it reads: {_listed(before)} matches none of the lecture's gradients)" if before else ""))
+    return Reason(f"your line {own.line} ({own.name}) is right given the true upstream gradients; d{k} is "
+                  f"wrong only because {first.name} (line {first.line}) is wrong" + (f": {why}" if why else "") +
+                  (f" (or a variable it reads: {_listed(before)} matches none of the lecture's gradients)"
+                   if before else ""))
 
 
 def _listed(steps):
@@ -453,7 +479,7 @@ def _bessel(k, c, ex):
 
 def _score_training(collector, errors, v):
     if errors.get("numerical/training/final/training"):
-        v.judged(REFUSED, errors["numerical/training/final/training"])
+        v.judged(REFUSED, errors["numerical/training/final/training"], mistake="numerical")
         return
     trained = [collector.answer("training", "final", k) for k in model.PARAM_NAMES]
     if any(not isinstance(t, torch.Tensor) for t in trained):
@@ -516,8 +542,9 @@ def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     learner's own kernel, tests). The trusted score replays in a sandbox: see trusted.py."""
     from . import replay
     cases = make_cases(exercise, setting)
-    collector = Collector(exercise, cases, setting)
-    errors = replay.run_job(build_job(exercise, statements(sources, banned), cases, setting), collector.give)
+    job = build_job(exercise, statements(sources, banned), cases, setting)
+    collector = Collector(exercise, cases, setting, job["statements"])
+    errors = replay.run_job(job, collector.give)
     return score(exercise, collector, redacted(errors))  # as the trusted grade words them
 
 

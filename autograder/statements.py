@@ -11,6 +11,8 @@ import re
 import tokenize
 from dataclasses import dataclass, field
 
+from .reason import Reason
+
 # Lines IPython runs but Python cannot parse: magics and shell escapes, at the start of a line.
 MAGIC = re.compile(r"^[%!]")
 # The first line of a top-level statement (not a continuation of the one before).
@@ -140,13 +142,14 @@ def forbidden(src):
     for tok in tokens:
         if tok.type == tokenize.NAME:
             if tok.string in REFERENCE and prev != ".":
-                return (f"reads the notebook's autograd reference (`{tok.string}`, line {tok.start[0]}): "
-                        "it is there for the checks; compute the gradient by hand")
+                return Reason(f"reads the notebook's autograd reference (`{tok.string}`, line {tok.start[0]}): "
+                              "it is there for the checks; compute the gradient by hand", "reference")
             if prev == "." and tok.string == "grad":
-                return (f"reads autograd's gradient (`.grad`, line {tok.start[0]}): "
-                        "compute the gradient by hand")
+                return Reason(f"reads autograd's gradient (`.grad`, line {tok.start[0]}): "
+                              "compute the gradient by hand", "reference")
             if tok.string in AUTOGRAD_NAMES or (prev == "." and tok.string in AUTOGRAD_ATTRS):
-                return f"uses autograd (`{tok.string}`, line {tok.start[0]}): gradients must be computed by hand"
+                return Reason(f"uses autograd (`{tok.string}`, line {tok.start[0]}): gradients must be computed by hand",
+                              "reference")
             if tok.string in DYNAMIC:
                 return f"uses `{tok.string}` (line {tok.start[0]}), which is not allowed in an answer"
         if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):

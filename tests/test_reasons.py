@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from autograder import score
-from autograder.diagnose import diagnose, kind_of
+from autograder.diagnose import diagnose
 from conftest import solution_cells
 
 
@@ -73,15 +73,28 @@ CASES = {
 }
 
 
+# the code each case's verdicts carry as data (Verdict.mistake), set where the words are written
+CODES = {"second_path_dcounts_left_out": "second_path", "second_path_through_a_helper": "second_path",
+         "second_path_dbndiff_overwritten": "second_path", "second_path_dhprebn_through_the_mean": "second_path",
+         "dC_assigned_in_the_loop": "accumulate", "dC_assigned_at_once": "accumulate",
+         "dC_assigned_flat": "accumulate", "db1_not_summed": "broadcast", "db2_not_summed": "broadcast",
+         "tanh_derivative_1_minus_h": "tanh", "tanh_derivative_in_numpy": "tanh",
+         "raises_on_other_batch_sizes": "raises_hidden", "hard_coded_value": "hard_coded",
+         "something_else_says_what_is_known": "", "ex4_raises_on_other_batch_sizes": "raises_hidden",
+         "ex4_db1_not_summed": "broadcast"}
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_every_wrong_verdict_names_its_mistake(case):
-    """Is each wrong gradient's reason the mistake made, in each style?"""
+    """Is each wrong gradient's reason the mistake made, in each style, and its code the one
+    the class report counts?"""
     ex, old, new, reasons = CASES[case]
-    got = wrong(ex, edited(ex, old, new))
-    got.pop("training", None)
+    verdicts = score.grade(ex, list(edited(ex, old, new).items()))
+    got = {k: v for k, v in verdicts.items() if not v.ok and k != "training"}
     assert set(got) == set(reasons), got
     for k, words in reasons.items():
-        assert words in got[k], got[k]
+        assert words in got[k].message, got[k].message
+        assert got[k].mistake == CODES[case], (k, got[k].mistake, got[k].message)
 
 
 def test_a_raise_on_a_hidden_batch_never_shows_its_line_or_text():
@@ -103,7 +116,7 @@ def test_repeated_rows_are_named_only_where_the_wrong_rows_are_the_repeated_ones
 
 def test_the_missing_second_path_is_counted_in_the_class_view():
     ex, old, new, _ = CASES["second_path_dcounts_left_out"]
-    assert kind_of(wrong(ex, edited(ex, old, new))["counts"]) == "second_path"
+    assert score.grade(ex, list(edited(ex, old, new).items()))["counts"].mistake == "second_path"
 
 
 @pytest.mark.parametrize("where, words", [("argmin", "to the smallest logit (argmin)"),
@@ -121,7 +134,7 @@ def test_the_max_gradient_sent_elsewhere_is_named(where, words):
     else:
         dt += dmax
     assert words in diagnose(dt, right, 8, logits=logits)
-    assert kind_of(diagnose(dt, right, 8, logits=logits)) == "max_position"
+    assert diagnose(dt, right, 8, logits=logits).code == "max_position"
 
 
 def test_the_check_shows_a_small_picture_of_each_wrong_gradient_only(monkeypatch):

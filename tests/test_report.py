@@ -6,7 +6,7 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import score
-from autograder.diagnose import MISCONCEPTIONS, kind_of
+from autograder.diagnose import CODES
 from autograder.exercises import EXERCISES
 from autograder.grader import report
 from conftest import solution_cells
@@ -84,7 +84,7 @@ def test_each_named_mistake_is_counted_with_its_learners_and_gradients(table):
     assert named["typo"]["gradients"] == "ex1 dbnbias (1)"
     assert named["reference"]["gradients"] == "ex1 dlogits (1)"
     assert list(named)[0] == "transposed"  # most learners first
-    assert {m["mistake"] for m in report.mistakes(table)} <= {code for code, _, _ in MISCONCEPTIONS}
+    assert {m["mistake"] for m in report.mistakes(table)} <= CODES
 
 
 def test_every_diagnosis_the_course_writes_has_a_kind():
@@ -93,7 +93,7 @@ def test_every_diagnosis_the_course_writes_has_a_kind():
     t = torch.randn(32, 1)
     texts = [diagnose(-t, t, 32), diagnose(t * 32, t, 32), diagnose(t * 31 / 32, t, 32), diagnose(t.view(32), t, 32),
              _shape(torch.zeros(32, 64), torch.zeros(1, 64)), _shape(torch.zeros(1, 64), torch.zeros(64))]
-    assert [kind_of(x) for x in texts] == ["sign", "factor_n", "bessel", "keepdim", "broadcast", "keepdim"]
+    assert [x.code for x in texts] == ["sign", "factor_n", "bessel", "keepdim", "broadcast", "keepdim"]
 
 
 def test_the_report_writes_the_misconception_csv_and_plot(table, tmp_path, monkeypatch, capsys):
@@ -132,7 +132,7 @@ def test_the_report_reads_the_verdicts_data_not_their_words():
     reworded message changes nothing), and does a graded cell without verdict data say so?"""
     ex = EXERCISES["ex1"]
     v = score.Verdict("ex1", "W2", 1)
-    v.judged(score.WRONG, "transposed: the values are right, the shape is swapped")
+    v.judged(score.WRONG, "transposed: the values are right, the shape is swapped", mistake="transposed")
     cell = graded_cell(v)
     cell.outputs[0].text = "dW2: raised NameError: a typo? Bessel's correction\n"  # words that once classified
     learner, release = {ex.test_id("W2"): cell, "ex1_x": new_code_cell("mine")}, {"ex1_x": new_code_cell(RELEASED)}

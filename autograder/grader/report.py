@@ -144,7 +144,7 @@ def mistakes(table):
     diagnose.MISCONCEPTIONS), with the learners who made it, how many times, and on which
     gradients ("ex1 dW2 (3), ..."), most learners first; mistakes nobody made are left out."""
     out = []
-    for code, description, _ in MISCONCEPTIONS:
+    for code, description in MISCONCEPTIONS:
         hits = [r for r in table if r.get("mistake") == code]
         if not hits:
             continue

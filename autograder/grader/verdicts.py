@@ -100,7 +100,7 @@ def _replay(jobs, setting):
     the exercises are replayed apart, each then costing only its own."""
     if not jobs:
         return {}
-    collectors = {ex: score.Collector(ex, cases, setting) for ex, (_, cases) in jobs.items()}
+    collectors = {ex: score.Collector(ex, cases, setting, job["statements"]) for ex, (job, cases) in jobs.items()}
     try:
         errors = sandbox.run_many({ex: job for ex, (job, _) in jobs.items()}, collectors)
         return {ex: (collectors[ex], errors[ex]) for ex in jobs}
