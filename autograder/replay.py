@@ -2,7 +2,7 @@
 
 This is the only module that executes learner code: in the learner's own kernel (the check
 cells and the in-kernel score) as plain Python, and in the trusted grader's sandboxed child
-(grader/child.py), which sets LANGUAGE to RestrictedPython's (grader/restricted.py).
+(grader/child.py), which passes Rules of RestrictedPython's language (grader/restricted.py).
 Every top-level statement runs on its own: one that raises, or that was refused before the
 replay (a syntax error, a banned construct), costs the gradients it defines and nothing else.
 A gradient is answered at the learner's last write of it: the replay records its value
@@ -16,6 +16,7 @@ import re
 import signal
 import threading
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,7 +45,16 @@ class PlainPython:
         return f"SyntaxError: {error.msg}"
 
 
-LANGUAGE = PlainPython  # compile_answer, globals_for, why: the trusted child sets its own
+@dataclass(frozen=True)
+class Rules:
+    """How answers run, passed to every function here that runs one: the language
+    (compile_answer, globals_for, why) and one statement's time limit in seconds (one call
+    of backward's too). The trusted child passes its own (RestrictedPython, the sandbox's)."""
+    language: object = PlainPython
+    seconds: float = STATEMENT_SECONDS
+
+
+PLAIN = Rules()  # the learner's own kernel
 
 
 class StatementTimeout(Exception):
@@ -96,16 +106,16 @@ def silenced():
         yield
 
 
-def execute(st, ns):
-    """Run one statement in ns (in LANGUAGE): '' or its error, a Failure
-    'Type: message (line N)' whose kind is the grader's category of it."""
+def execute(st, ns, rules=PLAIN):
+    """Run one statement in ns (in rules' language, within its time): '' or its error, a
+    Failure 'Type: message (line N)' whose kind is the grader's category of it."""
     if st.error:
         return st.error
-    with silenced(), time_limit(STATEMENT_SECONDS):
+    with silenced(), time_limit(rules.seconds):
         try:
-            code = LANGUAGE.compile_answer(st.source, f"<{st.cell}>")
+            code = rules.language.compile_answer(st.source, f"<{st.cell}>")
         except SyntaxError as e:
-            return LANGUAGE.why(e)
+            return rules.language.why(e)
         except (ValueError, RecursionError, MemoryError) as e:
             return f"{type(e).__name__}: cannot compile this statement"
         try:
@@ -131,7 +141,7 @@ def _text(e):
 NUMERICAL = "a numerical gradient (the loss evaluated on perturbed inputs) is not a hand-derived one"
 
 
-def run_statements(statements, ns, answered=(), give=None, watch=None):
+def run_statements(statements, ns, answered=(), give=None, watch=None, rules=PLAIN):
     """Execute the statements in ns, in order, each on its own.
 
     answered: the variables the grader judges (e.g. "dprobs"). Each is recorded at the last
@@ -187,7 +197,7 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
                 record(name)
         if watch is not None:
             watch.begin()
-        error = execute(st, ns)
+        error = execute(st, ns, rules)
         if watch is not None:
             why = watch.tripped() or (f"it uses {sorted(st.reads & tainted)[0]}" if st.reads & tainted else "")
             if why:  # what it wrote, and the containers it read (it may have filled them: g.append(...));
@@ -219,11 +229,11 @@ def run_statements(statements, ns, answered=(), give=None, watch=None):
     return answers, errors, other, numerical
 
 
-def replay_exercise(statements, ns, answered, give=None, watch=None):
+def replay_exercise(statements, ns, answered, give=None, watch=None, rules=PLAIN):
     """{name: answer}, {name: error} of one run of Exercises 1 to 3's answers (a numerical
     answer's error is its NUMERICAL message, under "numerical:<name>")."""
     answers, errors, other, numerical = run_statements([Statement.from_dict(s) for s in statements], ns,
-                                                       answered, give, watch)
+                                                       answered, give, watch, rules)
     errors.update({f"numerical:{k}": v for k, v in numerical.items()})
     for name, v in answers.items():
         if isinstance(v, str):  # a non-tensor: say what it is
@@ -234,16 +244,16 @@ def replay_exercise(statements, ns, answered, give=None, watch=None):
     return answers, errors
 
 
-def define_backward(statements, ns):
+def define_backward(statements, ns, rules=PLAIN):
     """Run Exercise 4's answer cell in ns (the notebook's names): its `backward`, or None, and errors."""
-    _, errors, other, _ = run_statements([Statement.from_dict(s) for s in statements], ns, ["backward"])
+    _, errors, other, _ = run_statements([Statement.from_dict(s) for s in statements], ns, ["backward"], rules=rules)
     fn = ns.get("backward")
     if not callable(fn):
         return None, errors.get("backward") or (other[0] if other else "the answer cell does not define a function `backward`")
     return fn, ""
 
 
-def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None):
+def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None, rules=PLAIN):
     """The learner's gradients for one step: a list of 7 (None where missing), or an error
     (NUMERICAL's if the watch tripped during the call).
     The notebook's globals are set to this step's parameters and batch first, so a backward
@@ -257,7 +267,7 @@ def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None):
         for v in cache.values():
             watch.source(v)
         watch.begin()
-    with silenced(), time_limit(STATEMENT_SECONDS):
+    with silenced(), time_limit(rules.seconds):
         try:
             grads = fn(Xb, Yb, list(params), {k: v.clone() for k, v in cache.items()})
         except BaseException as e:
@@ -270,16 +280,16 @@ def call_backward(fn, ns, params, Xb, Yb, forward, names, watch=None):
         return [g.detach().clone() if isinstance(g, torch.Tensor) else None for g in grads[:len(names)]], ""
 
 
-def run_job(job, give, watch=None):
+def run_job(job, give, watch=None, rules=PLAIN):
     """Replay one exercise's answers on every case of `job` (plain data, built by the grader,
     see score.build_job), reporting through give(case, run, name, value), which records the
     value and returns what the namespace holds under that name from then on (or None).
-    watch: see run_statements (the trusted child's; None in the learner's kernel).
+    watch: see run_statements (the trusted child's; None in the learner's kernel); rules: see Rules.
     Returns {"<case>/<run>/<name>": error}, a numerical answer's under
     "numerical/<case>/<run>/<name>"; a hidden case's error is only its kind (_hidden_kinds)."""
     import torch.nn.functional as F
     errors = {}
-    base = LANGUAGE.globals_for({"torch": torch, "F": F, **job["constants"]})
+    base = rules.language.globals_for({"torch": torch, "F": F, **job["constants"]})
     if job["kind"] == "steps":  # Exercises 1 to 3
         for case in job["cases"]:
             for run in case["runs"]:
@@ -288,7 +298,7 @@ def run_job(job, give, watch=None):
                 with watch.quiet() if watch is not None else contextlib.nullcontext():
                     ns = {**base, **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case["ns"].items()}}
                 _, errs = replay_exercise(job["statements"], ns, job["answered"],
-                                          lambda name, value: give(case["name"], run, name, value), watch)
+                                          lambda name, value: give(case["name"], run, name, value), watch, rules)
                 errors.update({(f"numerical/{case['name']}/{run}/{k[10:]}" if k.startswith("numerical:") else
                                 f"{case['name']}/{run}/{k}"): v for k, v in errs.items()})
         return _hidden_kinds(errors)
@@ -296,12 +306,12 @@ def run_job(job, give, watch=None):
     from .forward import forward_ex4
     names = job["param_names"]
     ns = {**base, "forward": forward_ex4}
-    fn, error = define_backward(job["statements"], ns)
+    fn, error = define_backward(job["statements"], ns, rules)
     for case in job["cases"]:
         if watch is not None:
             watch.price(case.get("forward_cost"), job.get("cost_bound"))
         grads, err = call_backward(fn, ns, case["params"], case["Xb"], case["Yb"], forward_ex4, names,
-                                   watch) if fn else (None, error)
+                                   watch, rules) if fn else (None, error)
         for name, g in zip(names, grads or [None] * len(names)):
             give(case["name"], "step", name, g)
         if err:
@@ -320,7 +330,7 @@ def run_job(job, give, watch=None):
         # see gain a numerical backward nothing it did not have
         watched = watch if step % WATCH_EVERY == 0 else None
         with watch.quiet() if watch is not None and watched is None else contextlib.nullcontext():
-            grads, err = call_backward(fn, ns, params, Xb, Yb, forward_ex4, names, watched)
+            grads, err = call_backward(fn, ns, params, Xb, Yb, forward_ex4, names, watched, rules)
         if err.startswith(NUMERICAL):
             errors["numerical/training/final/training"] = err
         with watch.quiet() if watch is not None else contextlib.nullcontext():  # the grader's own checks
@@ -341,7 +351,7 @@ def run_job(job, give, watch=None):
             try:
                 replay_backward_steps(job["statements"], ns, case["params"], case["Xb"], case["Yb"], forward_ex4,
                                       names, lambda run, name, value: give(case["name"], "body/" + run, name, value),
-                                      job.get("upstream"))
+                                      job.get("upstream"), rules)
             except Exception:  # it only says where a wrong gradient goes wrong: never costs a point
                 pass
     return _hidden_kinds(errors)
@@ -420,7 +430,7 @@ def stands_for(body, returned, names, upstream):
     return {**{v: ups.pop() for v, ups in claims.items() if len(ups) == 1}, **found}
 
 
-def replay_backward_steps(statements, ns, params, Xb, Yb, forward, names, give, upstream=None):
+def replay_backward_steps(statements, ns, params, Xb, Yb, forward, names, give, upstream=None, rules=PLAIN):
     """Run the body of backward on one case with every gradient it names given its true value
     once written, so that each step is judged on the true upstream. Each variable the body
     writes (a tensor) is reported as give(f"{line}/{gradient or ''}", name, value),
@@ -445,4 +455,4 @@ def replay_backward_steps(statements, ns, params, Xb, Yb, forward, names, give, 
         hint = meant.get(name, "")
         return give(f"{lines[name]}/{hint}", name[:90], value)
 
-    run_statements(body, local, answered, reported)
+    run_statements(body, local, answered, reported, rules=rules)

@@ -117,13 +117,15 @@ def make_cases(exercise, setting=PRACTICE):
 
 def statements(sources, banned=forbidden):
     """[statement dicts] of answer sources [(cell_id, source)]; banned(source) -> why or ''
-    marks a statement that may not run (it then costs only what it defines)."""
+    marks a statement that may not run (it then costs only what it defines). Each dict is
+    plain data (it goes to the replay as it is); "refused" holds the code of the mistake its
+    refusal names (a Reason's), for the grader's side only."""
     out = []
     for cell, src in sources:
         for st in split(cell, src):
             if not st.error and banned:
                 st.error = banned(st.source)
-            out.append(st.to_dict())
+            out.append({**st.to_dict(), "error": str(st.error), "refused": getattr(st.error, "code", "")})
     return out
 
 
@@ -382,8 +384,8 @@ def _message(k, failed, errors, ex, collector=None):
 def _refusal(error, collector):
     """The code of the reason a statement was refused (statements.forbidden's, set when the
     grader parsed it): the replay echoes that reason, which is looked up, not read."""
-    return next((s["error"].code for s in getattr(collector, "statements", ())
-                 if s["error"] == error and isinstance(s["error"], Reason)), "")
+    return next((s["refused"] for s in getattr(collector, "statements", ())
+                 if s["error"] and s["error"] == error and s.get("refused")), "")
 
 
 def _typo(k, ex, collector):

@@ -96,8 +96,9 @@ def answer(value):
         return UNJUDGED + "an unreadable tensor"
 
 
-def run_child(exercise, job, fd_in, fd_out):
-    """In the forked child: replay one exercise, report over fd_out, read replies from fd_in."""
+def run_child(exercise, job, fd_in, fd_out, rules):
+    """In the forked child: replay one exercise by `rules` (replay.Rules), report over fd_out,
+    read replies from fd_in."""
     from .. import replay
     from . import detect
     resource.setrlimit(resource.RLIMIT_CPU, (CHILD_SECONDS, CHILD_SECONDS + 5))
@@ -112,7 +113,7 @@ def run_child(exercise, job, fd_in, fd_out):
 
     job = plain(job)  # the grader's own copies, made before the watch starts
     with detect.Watch(job) as watch:
-        errors = replay.run_job(job, give, watch)
+        errors = replay.run_job(job, give, watch, rules)
     send(fd_out, {"op": "done", "exercise": exercise, "errors": {str(k): str(v) for k, v in errors.items()}})
     _exit(0)
 
@@ -124,7 +125,6 @@ def serve(fd_in, fd_out, sandboxed=False):
     from .. import forward, replay, score  # noqa: F401  (replay: the only module that executes learner code)
     from . import detect, restricted  # noqa: F401  (all imported once, before any fork)
     import torch.nn.functional  # noqa: F401
-    replay.LANGUAGE = restricted  # answers run in RestrictedPython here
     torch.set_num_threads(1)
     restricted.compile_answer("x = 1", "<warm-up>")
     sandboxed = sandboxed and in_own_sandbox() and isolation_works()  # else one learner per server
@@ -158,10 +158,11 @@ def learner(fd_in, fd_out):
     global CHILD_SECONDS
     setup = receive(fd_in)
     send(fd_out, {"op": "started"})
-    replay.STATEMENT_SECONDS = setup["statement_seconds"]
+    from . import restricted
+    rules = replay.Rules(restricted, setup["statement_seconds"])  # answers run in RestrictedPython here
     CHILD_SECONDS = int(setup.get("child_seconds", CHILD_SECONDS))
     for exercise, job in setup["jobs"].items():
-        relay(exercise, job, fd_in, fd_out)
+        relay(exercise, job, fd_in, fd_out, rules)
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     send(fd_out, {"op": "end", "cpu_seconds": sum(u.ru_utime + u.ru_stime for u in usage)})
     _exit(0)
@@ -306,7 +307,7 @@ def remove(path):
     tree.remove(path)
 
 
-def relay(exercise, job, fd_in, fd_out):
+def relay(exercise, job, fd_in, fd_out, rules):
     """Fork the child of one exercise and relay its messages; report `failed` if it does not
     end with its `done`."""
     to_child_r, to_child_w = os.pipe()
@@ -318,7 +319,7 @@ def relay(exercise, job, fd_in, fd_out):
             os.close(from_child_r)
             os.close(fd_in)
             os.close(fd_out)
-            run_child(exercise, job, to_child_r, from_child_w)
+            run_child(exercise, job, to_child_r, from_child_w, rules)
         finally:
             _exit(70)  # never back into the server's loop
     os.close(to_child_r)

@@ -805,9 +805,9 @@ class Watch(TorchFunctionMode):
             raise restricted.NotAllowed(restricted.COMPLEX)
 
     def __enter__(self):
-        restricted.WATCH = self
+        self._current = restricted.WATCH.set(self)
         return super().__enter__()
 
     def __exit__(self, *exc):
-        restricted.WATCH = None
+        restricted.WATCH.reset(self._current)
         return super().__exit__(*exc)

@@ -49,6 +49,7 @@ that begin with `_`, print, which prints nowhere) keeps working: tests/test_hone
 """
 import ast
 import builtins
+import contextvars
 import copy
 import importlib
 import math
@@ -165,8 +166,9 @@ COMPLEX = ("complex numbers are not allowed in an answer (nothing here needs the
 def _complex():
     """An answer made a complex number, array or tensor: refused (and the finite-difference
     watch told: a complex step is a numerical derivative)."""
-    if WATCH is not None:
-        WATCH.complex()
+    watch = WATCH.get()
+    if watch is not None:
+        watch.complex()
     raise NotAllowed(COMPLEX)
 
 
@@ -231,15 +233,18 @@ def checked(value, what, depth=0):
     raise NotAllowed(f"{what} gave a {_named(value)}, which is not allowed in an answer")
 
 
-WATCH = None  # detect.Watch while the sandboxed child replays: sees numpy's array arguments
+# the detect.Watch of the replay running now (set by the watch itself, as a context): it sees
+# numpy's array arguments, Python's arithmetic and element reads; None outside a replay
+WATCH = contextvars.ContextVar("ninja_watch", default=None)
 
 
 def _wrap(fn, what, owner=None):
     """fn, refusing requires_grad and checking what it returns (and showing numpy arrays and
     sequences of numbers to the finite-difference watch, which sees torch's operations on its own)."""
     def call(*args, **kwargs):
-        if WATCH is not None:
-            WATCH.arguments(args if owner is None else (owner, *args), what)
+        watch = WATCH.get()
+        if watch is not None:
+            watch.arguments(args if owner is None else (owner, *args), what)
         if kwargs.get("requires_grad"):
             raise NotAllowed(f"`{what}(requires_grad=True)` is not allowed in an answer: gradients must be computed by hand")
         return checked(fn(*args, **kwargs), what)
@@ -396,8 +401,9 @@ INPLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": 
 
 
 def _inplacevar(op, x, y):
-    if WATCH is not None and op in ("+=", "-=", "*=", "/="):
-        WATCH.arith(op[0], x, y)
+    watch = WATCH.get()
+    if watch is not None and op in ("+=", "-=", "*=", "/="):
+        watch.arith(op[0], x, y)
     out = INPLACE[op](x, y)
     if _is_complex(out):
         _complex()
@@ -410,8 +416,9 @@ BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator
 def _binop(op, a, b):
     """`a op b` (+ - * / **) in an answer: shown to the finite-difference watch first; a
     complex result is refused."""
-    if WATCH is not None:
-        WATCH.arith(op, a, b)
+    watch = WATCH.get()
+    if watch is not None:
+        watch.arith(op, a, b)
     out = BINARY[op](a, b)
     if _is_complex(out):
         _complex()
@@ -427,24 +434,27 @@ def _pow(*args):
 
 def _getiter(obj):
     """`for x in obj` and comprehensions in an answer: the watch sees what is looped over."""
-    if WATCH is not None:
-        WATCH.element(obj)
+    watch = WATCH.get()
+    if watch is not None:
+        watch.element(obj)
     return iter(obj)
 
 
 def _getitem(obj, key):
     """`obj[key]` in an answer: the watch sees lists, tuples and arrays read by element."""
-    if WATCH is not None and type(obj) in (list, tuple, np.ndarray):
-        WATCH.element(obj)
+    watch = WATCH.get()
+    if watch is not None and type(obj) in (list, tuple, np.ndarray):
+        watch.element(obj)
     return obj[key]
 
 
 def _reading(fn):
     """A builtin that reads its arguments as sequences (sum, max, ...): the watch sees them."""
     def call(*args, **kwargs):
-        if WATCH is not None:
+        watch = WATCH.get()
+        if watch is not None:
             for a in args[:2]:
-                WATCH.element(a)
+                watch.element(a)
         return fn(*args, **kwargs)
     call.ninja_wraps = fn.__name__
     return call
