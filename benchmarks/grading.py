@@ -103,7 +103,7 @@ def ex4_cpu(course_dir):
     """CPU seconds to grade one Exercise 4 submission: its notebook run as autograde runs it
     (here without the sandbox, whose processes getrusage cannot see), plus the trusted replay
     (measured by the sandboxed child itself)."""
-    from autograder.grader import sandbox
+    from autograder.grader import replay_server
     from autograder.grader.trusted import trusted_verdicts
     path = next((course_dir / "submitted").glob(f"right-*/{course.ASSIGNMENT}/{EXERCISES['ex4'].notebook}"))
     nb = nbformat.read(path, as_version=4)
@@ -119,7 +119,7 @@ def ex4_cpu(course_dir):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     kernel = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     trusted_verdicts("ex4", list(examples.solution_sources("ex4").items()))
-    return kernel, sandbox.last_cpu_seconds
+    return kernel, replay_server.last_cpu_seconds
 
 
 def bench_grading(n, report):

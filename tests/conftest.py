@@ -80,7 +80,7 @@ def judged_in_batches(answers, size=6):
     replayed in a fresh child as trusted_verdicts does, `size` of them as one learner's replay
     (its wall time is for all of them): one learner process per batch, not per answer."""
     from autograder import score
-    from autograder.grader import sandbox
+    from autograder.grader import replay_server
     out, names = {}, list(answers)
     for i in range(0, len(names), size):
         jobs, collectors = {}, {}
@@ -89,7 +89,7 @@ def judged_in_batches(answers, size=6):
             cases = score.make_cases(ex)
             jobs[name] = score.build_job(ex, score.statements(sources), cases)
             collectors[name] = score.Collector(ex, cases)
-        errors = sandbox.run_many(jobs, collectors)
+        errors = replay_server.run_many(jobs, collectors)
         out.update({name: score.score(answers[name][0], collectors[name], errors[name]) for name in jobs})
     return out
 

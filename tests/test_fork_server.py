@@ -1,4 +1,4 @@
-"""The sandboxed fork server outlives one learner (sandbox.Server, child.serve): does it keep
+"""The sandboxed fork server outlives one learner (replay_server.Server, child.serve): does it keep
 learners apart? Each test plays a learner whose code escaped RestrictedPython (a process of
 the sandbox's user inside the sandbox, started with nsenter) and checks that nothing it does
 reaches the server or the next learner, and that the next learner keeps every point."""
@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from autograder import score
-from autograder.grader import child, sandbox
+from autograder.grader import child, replay_server, sandbox
 from autograder.grader.trusted import trusted_verdicts_many
 from conftest import solution_cells
 
@@ -28,7 +28,7 @@ def graded_right():
 
 def server_process():
     """The sandboxed server (psutil.Process), outside: bwrap, its PID 1 (bwrap), then Python."""
-    init, = psutil.Process(sandbox._server.proc.pid).children()
+    init, = psutil.Process(replay_server._server.proc.pid).children()
     server, = init.children()
     return init, server
 
@@ -38,7 +38,7 @@ def escaped(script):
     (a process of its own session, as an escaped child would start it). Returns what it printed
     within a second."""
     init, _ = server_process()
-    uid = str(sandbox._server.uid)
+    uid = str(replay_server._server.uid)
     proc = subprocess.Popen(["nsenter", "-t", str(init.pid), "-p", "-m", "-n", "-i", "-u", "--",
                              "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
                              "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -50,18 +50,18 @@ def escaped(script):
 
 @pytest.fixture
 def fresh():
-    sandbox.stop_server()
+    replay_server.stop_server()
     yield
-    sandbox.stop_server()
+    replay_server.stop_server()
 
 
 def test_one_server_serves_learner_after_learner(fresh):
     assert graded_right()
-    first = sandbox._server.proc.pid
-    assert sandbox._server.persistent
+    first = replay_server._server.proc.pid
+    assert replay_server._server.persistent
     for _ in range(3):
         assert graded_right()
-    assert sandbox._server.proc.pid == first, "the server was started again"
+    assert replay_server._server.proc.pid == first, "the server was started again"
 
 
 @root_only
@@ -111,7 +111,7 @@ def test_a_server_that_died_between_learners_is_replaced_not_the_learners_loss(f
     server.send_signal(signal.SIGKILL)
     server.wait(5)
     assert graded_right()
-    assert sandbox._server.persistent
+    assert replay_server._server.persistent
 
 
 def test_without_a_sandbox_a_server_serves_one_learner(fresh, monkeypatch):
@@ -123,17 +123,17 @@ def test_without_a_sandbox_a_server_serves_one_learner(fresh, monkeypatch):
         cases = score.make_cases("ex2")
         collector = score.Collector("ex2", cases)
         job = score.build_job("ex2", score.statements(RIGHT["ex2"]), cases)
-        assert sandbox.run_many({"ex2": job}, {"ex2": collector}) == {"ex2": {}}
+        assert replay_server.run_many({"ex2": job}, {"ex2": collector}) == {"ex2": {}}
         assert score.score("ex2", collector, {})["logits"].ok
-        assert sandbox._server is None, "a server outside a sandbox was kept for the next learner"
+        assert replay_server._server is None, "a server outside a sandbox was kept for the next learner"
 
 
 def test_changed_limits_start_a_new_server(fresh, monkeypatch):
     assert graded_right()
-    first = sandbox._server.proc.pid
+    first = replay_server._server.proc.pid
     monkeypatch.setitem(sandbox.LIMITS, "memory_bytes", 5 * 2**30)
     assert graded_right()
-    assert sandbox._server.proc.pid != first
+    assert replay_server._server.proc.pid != first
 
 
 def replay_slowly(seconds_of_loop=3_000_000):
@@ -145,7 +145,7 @@ def replay_slowly(seconds_of_loop=3_000_000):
     collector = score.Collector("ex2", cases)
     job = score.build_job("ex2", score.statements(slow), cases)
     done = {}
-    thread = threading.Thread(target=lambda: done.update(errors=sandbox.run_many({"ex2": job}, {"ex2": collector})))
+    thread = threading.Thread(target=lambda: done.update(errors=replay_server.run_many({"ex2": job}, {"ex2": collector})))
     thread.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -163,7 +163,7 @@ def replay_slowly(seconds_of_loop=3_000_000):
 def inside_learner(learner, code):
     """Run Python `code` in the learner's namespaces (user, IPC, mount, PID), as the sandbox's
     user: a process the learner's code started after escaping RestrictedPython. What it printed."""
-    uid = sandbox._server.uid
+    uid = replay_server._server.uid
     own = os.readlink(f"/proc/{learner.pid}/ns/user") != os.readlink("/proc/self/ns/user")
     enter = (  # setns, not nsenter: an exec between entering the user namespace and setuid drops the capabilities
         "import ctypes, os\n"

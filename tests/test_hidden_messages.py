@@ -13,7 +13,7 @@ import torch
 
 from autograder import score
 from autograder.diagnose import diagnose
-from autograder.grader import sandbox
+from autograder.grader import replay_server, sandbox
 from autograder.grader.course import ROOT as COURSE
 from autograder.grader.trusted import score_rows
 from conftest import judged_in_batches
@@ -87,7 +87,7 @@ def test_does_the_notebooks_own_batch_keep_its_line_and_message_and_a_hidden_cas
     src = "def f():\n    raise ValueError('mine ' + str(n))\ndlogits = f()"
     cases = score.make_cases("ex2")
     collector = score.Collector("ex2", cases)
-    errors = sandbox.run_many({"ex2": score.build_job("ex2", score.statements([("ex2_dlogits", src)]), cases)},
+    errors = replay_server.run_many({"ex2": score.build_job("ex2", score.statements([("ex2_dlogits", src)]), cases)},
                               {"ex2": collector})["ex2"]
     assert errors["notebook/true/dlogits"] == "ValueError: mine 32 (line 2)"
     assert {k: v for k, v in errors.items() if not k.startswith("notebook/")} == {
@@ -102,7 +102,7 @@ def test_is_a_timeout_on_a_hidden_case_said_as_running_out_of_time(monkeypatch):
     monkeypatch.setitem(sandbox.LIMITS, "statement_seconds", 1)
     src = raising("while n != 32:\n    pass")
     v = judged_in_batches({"slow": ("ex2", [("ex2_dlogits", src)])})["slow"]["logits"]
-    sandbox.stop_server()  # the next test's server has the usual limits
+    replay_server.stop_server()  # the next test's server has the usual limits
     assert v.message.endswith("(ran out of time on a hidden case: stopped after the time limit)"), v.message
     assert hidden_figures(v.message) == []
 

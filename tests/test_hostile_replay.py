@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from autograder import score
-from autograder.grader import restricted, sandbox, wire
+from autograder.grader import replay_server, restricted, sandbox, wire
 from autograder.grader.trusted import trusted_verdicts, trusted_verdicts_many
 from conftest import judged_in_batches, solution_cells
 
@@ -168,7 +168,7 @@ def test_each_exercise_runs_in_a_fresh_process():
     cases = {ex: score.make_cases(ex) for ex in answers}
     jobs = {ex: score.build_job(ex, score.statements(src), cases[ex]) for ex, src in answers.items()}
     collectors = {ex: score.Collector(ex, cases[ex]) for ex in answers}
-    sandbox.run_many(jobs, collectors)
+    replay_server.run_many(jobs, collectors)
     first = [collectors[ex].answer("notebook", "true", "d" + k)[0, 0].item() for ex, k in [("ex2", "logits"), ("ex3", "hprebn")]]
     assert first[0] == first[1]
 
@@ -896,7 +896,7 @@ def test_an_error_on_a_hidden_case_quotes_no_value():
     assert "ValueError" not in v.message and "line" not in v.message, v.message
     answers = {"ex2": [("ex2_dlogits", "raise ValueError('leak ' + str(n) + str(Yb.tolist()))")]}
     jobs = {"ex2": score.build_job("ex2", score.statements(answers["ex2"]), cases)}
-    errors = sandbox.run_many(jobs, {"ex2": score.Collector("ex2", cases)})["ex2"]
+    errors = replay_server.run_many(jobs, {"ex2": score.Collector("ex2", cases)})["ex2"]
     assert "leak 32" in errors["notebook/true/*"], "the notebook's own batch may be quoted"
     for c in hidden:
         assert errors[f"{c.name}/true/*"] == "raised an error on a hidden case"

@@ -1,5 +1,5 @@
 """The learners' kernels are forked from one sandboxed kernel server per grading process
-(sandbox.KernelServer, kernels.py): do they run as a kernel started afresh does, and does
+(kernel_server.KernelServer, kernels.py): do they run as a kernel started afresh does, and does
 nothing one kernel does (its code is the learner's, unrestricted) reach the server or the
 next kernel? Each test runs cells in real kernels, as nbgrader's Execute does."""
 import os
@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder.grader import sandbox
+from autograder.grader import kernel_server, sandbox
 
 pytestmark = pytest.mark.skipif(not sandbox.shutil.which("bwrap"), reason="the kernel server runs under bubblewrap")
 
@@ -20,10 +20,10 @@ def run(cells, folder, timeout=60):
     """(what each cell printed, whether the kernel was forked from the server), for cells run
     in one kernel in `folder` (nbclient, as nbgrader runs a notebook)."""
     nb = new_notebook(cells=[new_code_cell(c) for c in cells])
-    client = NotebookClient(nb, timeout=timeout, kernel_manager_class=sandbox.SandboxedKernelManager,
+    client = NotebookClient(nb, timeout=timeout, kernel_manager_class=kernel_server.SandboxedKernelManager,
                             resources={"metadata": {"path": str(folder)}}, allow_errors=True)
     with client.setup_kernel():
-        forked = isinstance(client.km.provisioner.process, sandbox.ForkedKernel)
+        forked = isinstance(client.km.provisioner.process, kernel_server.ForkedKernel)
         for i, cell in enumerate(nb.cells):
             client.execute_cell(cell, i)
     printed = ["".join(o.get("text", "") or o.get("evalue", "") for o in c.outputs).strip() for c in nb.cells]
@@ -31,7 +31,7 @@ def run(cells, folder, timeout=60):
 
 
 def server_pid():
-    server = sandbox.kernel_servers.server
+    server = kernel_server.kernel_servers.server
     return server.proc.pid if server is not None and server.proc.poll() is None else None
 
 
@@ -39,9 +39,9 @@ def server_pid():
 def folder(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     (tmp_path / "notes.txt").write_text("mine\n")
-    sandbox.kernel_servers.stop()
+    kernel_server.kernel_servers.stop()
     yield tmp_path
-    sandbox.kernel_servers.stop()
+    kernel_server.kernel_servers.stop()
 
 
 PROBE = ["import os, sys, torch, matplotlib.pyplot as plt",
@@ -140,12 +140,12 @@ def test_a_kernel_found_dead_at_the_end_frees_the_server_and_its_folders(folder,
     from jupyter_client.utils import run_sync
     monkeypatch.setenv("BACKPROP_NINJA_KERNEL_SERVER", server)
     nb = new_notebook(cells=[new_code_cell("print(1)")])
-    client = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,
+    client = NotebookClient(nb, timeout=60, kernel_manager_class=kernel_server.SandboxedKernelManager,
                             resources={"metadata": {"path": str(folder)}})
     with client.setup_kernel():
         km = client.km  # lives on, as a manager caught in a reference cycle does until gc runs
         client.execute_cell(nb.cells[0], 0)
-        assert isinstance(km.provisioner.process, sandbox.ForkedKernel) == (server == "1")
+        assert isinstance(km.provisioner.process, kernel_server.ForkedKernel) == (server == "1")
         km.provisioner.process.kill()
         km.provisioner.process.wait(10)
         assert not run_sync(km.is_alive)()
@@ -157,10 +157,10 @@ def test_a_kernel_found_dead_at_the_end_frees_the_server_and_its_folders(folder,
 
 def test_a_second_kernel_at_the_same_time_gets_a_sandbox_of_its_own(folder):
     nb = new_notebook(cells=[new_code_cell("print('outer')")])
-    outer = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,
+    outer = NotebookClient(nb, timeout=60, kernel_manager_class=kernel_server.SandboxedKernelManager,
                            resources={"metadata": {"path": str(folder)}})
     with outer.setup_kernel():
-        assert isinstance(outer.km.provisioner.process, sandbox.ForkedKernel)
+        assert isinstance(outer.km.provisioner.process, kernel_server.ForkedKernel)
         inner, forked, _ = run(["print('inner')"], folder)
         assert inner == ["inner"] and not forked
         outer.execute_cell(nb.cells[0], 0)
@@ -201,17 +201,17 @@ def test_each_kernel_is_in_a_memory_cgroup_of_its_own_gone_after_it(folder):
         return found
     before = set(cgroups())
     nb = new_notebook(cells=[new_code_cell("print('outer')")])
-    outer = NotebookClient(nb, timeout=60, kernel_manager_class=sandbox.SandboxedKernelManager,
+    outer = NotebookClient(nb, timeout=60, kernel_manager_class=kernel_server.SandboxedKernelManager,
                            resources={"metadata": {"path": str(folder)}})
     with outer.setup_kernel():
-        assert isinstance(outer.km.provisioner.process, sandbox.ForkedKernel)
+        assert isinstance(outer.km.provisioner.process, kernel_server.ForkedKernel)
         inner = NotebookClient(new_notebook(cells=[new_code_cell("print('inner')")]), timeout=60,
-                               kernel_manager_class=sandbox.SandboxedKernelManager, resources={"metadata": {"path": str(folder)}})
+                               kernel_manager_class=kernel_server.SandboxedKernelManager, resources={"metadata": {"path": str(folder)}})
         with inner.setup_kernel():
-            assert not isinstance(inner.km.provisioner.process, sandbox.ForkedKernel)
+            assert not isinstance(inner.km.provisioner.process, kernel_server.ForkedKernel)
             during = {k: v for k, v in cgroups().items() if k not in before}
         outer.execute_cell(nb.cells[0], 0)
     assert len(during) == 2, during
     assert all(kernels and limit == sandbox.LEARNER["memory_bytes"] for kernels, limit in during.values()), during
-    sandbox.kernel_servers.stop()
+    kernel_server.kernel_servers.stop()
     assert not set(cgroups()) & set(during), "a kernel's cgroup outlived it"

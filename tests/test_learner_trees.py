@@ -13,7 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder.exercises import EXERCISES
-from autograder.grader import course, examples, sandbox, tree
+from autograder.grader import course, examples, kernel_server, sandbox, tree
 from autograder.grader.course import ASSIGNMENT
 from conftest import grade_every_way
 
@@ -191,12 +191,12 @@ def test_a_kernel_that_makes_deep_folders_releases_its_server_and_leaves_nothing
     from test_kernel_server import run, server_pid
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     (tmp_path / "notes.txt").write_text("mine\n")
-    sandbox.kernel_servers.stop()
+    kernel_server.kernel_servers.stop()
     try:
         printed, forked, _ = run(DEEP_CELLS, tmp_path)
         assert forked and printed[-1] == "made", printed
-        assert sandbox.kernel_servers.owner is None or sandbox.kernel_servers.owner() is None, "still reserved"
-        assert os.listdir(sandbox.kernel_servers.folder) == [], "the kernel's folders were left behind"
+        assert kernel_server.kernel_servers.owner is None or kernel_server.kernel_servers.owner() is None, "still reserved"
+        assert os.listdir(kernel_server.kernel_servers.folder) == [], "the kernel's folders were left behind"
         server = server_pid()
         again, forked, _ = run(["import os\nprint(sorted(os.listdir('.')), [t for t in os.listdir('/tmp') if t == 't'])"],
                                tmp_path)
@@ -204,7 +204,7 @@ def test_a_kernel_that_makes_deep_folders_releases_its_server_and_leaves_nothing
         assert again == ["['.ipython', 'notes.txt'] []"]
         assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
     finally:
-        sandbox.kernel_servers.stop()
+        kernel_server.kernel_servers.stop()
 
 
 # --- a class with such learners, graded every way -------------------------------------------

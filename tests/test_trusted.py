@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from autograder import score
-from autograder.grader import sandbox
+from autograder.grader import replay_server, sandbox
 from autograder.statements import forbidden
 from autograder.grader.trusted import trusted_verdicts, trusted_verdicts_many
 from conftest import ROOT, solution_cells
@@ -85,7 +85,7 @@ def test_an_answer_that_brings_its_process_down_costs_only_its_own_exercise(monk
     answers["ex2"] = [("ex2_dlogits", "while True:\n    pass\ndlogits = logits")]
     cases = {ex: score.make_cases(ex) for ex in answers}
     jobs = {ex: score.build_job(ex, score.statements(src), cases[ex]) for ex, src in answers.items()}
-    errors = sandbox.run_many(jobs, {ex: score.Collector(ex, cases[ex]) for ex in answers})
+    errors = replay_server.run_many(jobs, {ex: score.Collector(ex, cases[ex]) for ex in answers})
     assert "CPU time" in errors["ex2"]["process"]
     assert all("process" not in errors[ex] for ex in ("ex1", "ex3", "ex4"))
     verdicts = trusted_verdicts_many(answers)

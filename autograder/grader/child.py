@@ -13,7 +13,7 @@ child that crashes, runs out of its CPU time or memory, or sends garbage costs i
 exercise only: the server reports it as `failed` and goes on with the next.
 
 The server outlives one learner: it imports torch once for the many learners of one grading
-process (sandbox.Server). It never holds anything of any learner either: for each learner it
+process (replay_server.Server). It never holds anything of any learner either: for each learner it
 forks a learner process, which reads that learner's jobs, forks the exercises' children and
 exits; the server only waits for it. Then, before it says it is ready for the next learner,
 it kills every process left in its sandbox (its own PID namespace: an escaped child's
@@ -358,7 +358,7 @@ def relay(exercise, job, fd_in, fd_out, rules):
 
 
 def main(serve, module):
-    """`python -m module FD_IN FD_OUT [--sandboxed]`: a server's command line (sandbox.py's)."""
+    """`python -m module FD_IN FD_OUT [--sandboxed]`: a server's command line (replay_server.py's)."""
     args = sys.argv[1:]
     sandboxed = args[-1:] == ["--sandboxed"]
     args = args[:-1] if sandboxed else args

@@ -23,7 +23,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from . import sandbox
+from . import kernel_server
 
 
 def size_of(obj):
@@ -42,7 +42,7 @@ def note(text):
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute, with the learner's kernel inside the sandbox (sandbox.py) and the
+    """nbgrader's Execute, with the learner's kernel inside the sandbox (kernel_server.py) and the
     bounds above. Each is a traitlet, so nbgrader_config.py (or the command line) can set it."""
 
     notebook_seconds = Integer(180, help="Seconds one notebook's cells run at most, all together").tag(config=True)
@@ -52,7 +52,7 @@ class SandboxedExecute(Execute):
     max_notebook_output_bytes = Integer(8 * 2**20, help="Characters of one notebook's outputs kept").tag(config=True)
 
     def __init__(self, *args, **kwargs):
-        kwargs["kernel_manager_class"] = sandbox.SandboxedKernelManager
+        kwargs["kernel_manager_class"] = kernel_server.SandboxedKernelManager
         super().__init__(*args, **kwargs)
 
     def learner_spent(self):

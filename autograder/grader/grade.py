@@ -149,8 +149,8 @@ def _start_worker(one_thread, mode=None, setting=None):
     prepare_process()
     if mode == "full":
         import nbgrader.apps  # noqa: F401
-        from .sandbox import kernel_servers
-        kernel_servers.prewarm()  # the learners' kernels are forked from it (sandbox.KernelServer)
+        from .kernel_server import kernel_servers
+        kernel_servers.prewarm()  # the learners' kernels are forked from it (kernel_server.KernelServer)
     if setting is not None:
         preflight_once(setting)  # a failure is kept, and each job then reports it
 

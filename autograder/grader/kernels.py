@@ -3,7 +3,7 @@
 Every notebook nbgrader runs starts a Jupyter kernel, and every kernel imports ipykernel,
 torch and matplotlib: about 2.5 s of CPU each, four times per learner, more than the
 learner's own cells take. This server imports them once, under bubblewrap, as the sandbox's
-user of its own (sandbox.KernelServer starts it), and forks one kernel at a time from that
+user of its own (kernel_server.KernelServer starts it), and forks one kernel at a time from that
 pristine image: the kernel process becomes `python -m ipykernel_launcher -f CONNECTION` in
 the folder, with the environment and the limits the grader sends, and never returns.
 

@@ -73,7 +73,7 @@ class CourseOnly(NbGraderPreprocessor):
 class CourseExecute(SandboxedExecute):
     """The course's kernel: sandboxed (autograder.grader.trusted), its timeout set for SandboxedExecute in
     nbgrader_config.py, its start-up banner discarded. It works in a private copy of the folder
-    (sandbox.SandboxedKernelManager), so its caches never reach autograded/ or feedback/."""
+    (kernel_server.SandboxedKernelManager), so its caches never reach autograded/ or feedback/."""
 
     async def async_start_new_kernel(self, **kwargs):
         # the sandboxed kernel has no parent process to report to, so ipykernel prints a
@@ -84,9 +84,9 @@ class CourseExecute(SandboxedExecute):
     start_new_kernel = run_sync(async_start_new_kernel)  # what nbconvert's preprocess calls
 
     def preprocess(self, nb, resources=None, km=None):
-        from .sandbox import kernel_servers
+        from .kernel_server import kernel_servers
         from .trusted import TrustedScores
-        kernel_servers.prewarm()  # the kernels are forked from it (sandbox.KernelServer)
+        kernel_servers.prewarm()  # the kernels are forked from it (kernel_server.KernelServer)
         TrustedScores(parent=self.parent).read_ahead(resources or {})  # the replay runs beside the kernel
         return super().preprocess(nb, resources, km)
 

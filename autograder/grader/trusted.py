@@ -3,7 +3,7 @@ with a score computed outside the learner's kernel.
 
 After nbgrader has executed the notebook (whose outputs the learner's code could forge), it
 reads the answer cells from the notebook, replays them in a sandboxed process (see
-sandbox.py), judges the returned tensors here (verdicts.py), and writes each test cell's output
+replay_server.py), judges the returned tensors here (verdicts.py), and writes each test cell's output
 anew: the verdict as text and the points as the cell's result, which nbgrader records as
 partial credit. Registered in nbgrader_config.py after Execute.
 """
@@ -75,7 +75,7 @@ class TrustedScores(NbGraderPreprocessor):
         """At the first exercise notebook of a learner, before its kernel runs: replay all of the
         learner's answers (read from the submission folder) in a thread of their own, so that
         the replay runs while the kernel does; trusted() takes the result when it is ready.
-        One thread for the process, so its sandboxed fork server lives on (sandbox.py)."""
+        One thread for the process, so its sandboxed fork server lives on (replay_server.py)."""
         global _read_ahead_thread
         nbgr = resources.get("nbgrader", {})
         learner = (nbgr.get("student"), nbgr.get("assignment"))

@@ -1,5 +1,5 @@
 """The trusted verdicts of one learner's answers: replayed in the sandboxed fork server
-(sandbox.py), judged here, outside the learner's kernel; and the scores-only rows built on them.
+(replay_server.py), judged here, outside the learner's kernel; and the scores-only rows built on them.
 
 Used by nbgrader's preprocessor (trusted.TrustedScores) and by the class runner's scores-only
 jobs, which import this module without nbgrader: a scores-only worker never loads it.
@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 
 from .. import score
-from . import sandbox
+from . import replay_server, sandbox
 from ..exercises import EXERCISES, PRACTICE
 from ..hidden import answer_sources
 from .repair import read_any, rebuild
@@ -94,7 +94,7 @@ def learner_answers(submitted, release):
 
 
 def _replay(jobs, setting):
-    """{exercise: (collector, errors)} for jobs {exercise: (job, cases)}, via sandbox.run_many.
+    """{exercise: (collector, errors)} for jobs {exercise: (job, cases)}, via replay_server.run_many.
     An exercise whose child fails (a crash, its CPU time or memory) costs only its own
     points (run_many says so in its errors); if the server fails as a whole (the wall time),
     the exercises are replayed apart, each then costing only its own."""
@@ -102,7 +102,7 @@ def _replay(jobs, setting):
         return {}
     collectors = {ex: score.Collector(ex, cases, setting, job["statements"]) for ex, (job, cases) in jobs.items()}
     try:
-        errors = sandbox.run_many({ex: job for ex, (job, _) in jobs.items()}, collectors)
+        errors = replay_server.run_many({ex: job for ex, (job, _) in jobs.items()}, collectors)
         return {ex: (collectors[ex], errors[ex]) for ex in jobs}
     except sandbox.SandboxError as e:
         if len(jobs) == 1:
@@ -133,7 +133,7 @@ def preflight(setting=PRACTICE):
     collector = score.Collector("ex2", cases, setting)
     job = score.build_job("ex2", score.statements([("ex2_dlogits", "dlogits = torch.ones_like(logits)")]), cases, setting)
     try:
-        errors = sandbox.run_many({"ex2": job}, {"ex2": collector})["ex2"]
+        errors = replay_server.run_many({"ex2": job}, {"ex2": collector})["ex2"]
     except sandbox.SandboxError as e:
         return f"the sandboxed replay does not run: {e}"
     if not all(isinstance(collector.answer(c.name, "true", "dlogits"), torch.Tensor) for c in cases):
