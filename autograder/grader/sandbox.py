@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import data
@@ -89,44 +90,74 @@ def sandbox_uid():
     return 200_000 + (os.getpid() * 1000 + next(_uids)) % 800_000
 
 
-def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
-    """The bubblewrap command line that confines a child to Python, the autograder package,
-    the data and `scratch` (its working folder; None: the sandbox's own /tmp, nothing of the
-    machine's), or [] where bwrap is missing. Run as root,
-    the child then becomes `uid` (no capabilities, no new privileges); otherwise it stays
-    the grader's own unprivileged user, in a user namespace."""
-    bwrap = shutil.which("bwrap")
-    if not bwrap:
-        return []
+@dataclass(frozen=True)
+class Profile:
+    """What a sandboxed process sees and may do, as data; command() is bubblewrap's command
+    line for it. Every namespace is its own (with no user namespace where the grader is root:
+    there it becomes `uid`, without capabilities, so its limits bind); /proc and /dev are its
+    own, /tmp and /dev/shm size-capped tmpfs; of the machine it sees only `read_only` and
+    `writable` (and the folders above them, traversable), starting in `workdir`."""
+    read_only: tuple
+    writable: tuple
+    workdir: str
+    uid: object = None            # int: the user a root grader's process becomes; None: its own
+    tmpfs: tuple = ()             # (path, bytes) of each size-capped tmpfs
+    namespaces_as_root: tuple = ("ipc", "pid", "net", "uts", "cgroup-try")
+    capabilities_as_root: tuple = ("CAP_SETUID", "CAP_SETGID")  # to become uid, then dropped
+    unset_env: tuple = ("JPY_PARENT_PID",)  # ipykernel would take pid 1 (bwrap) as its parent gone
+
+    def command(self):
+        bwrap = shutil.which("bwrap")
+        if not bwrap:
+            return []
+        root = os.geteuid() == 0 and self.uid is not None
+        if root:
+            args = [bwrap, *(f"--unshare-{n}" for n in self.namespaces_as_root), "--cap-drop", "ALL"]
+            for cap in self.capabilities_as_root:
+                args += ["--cap-add", cap]
+        else:
+            args = [bwrap, "--unshare-all", "--cap-drop", "ALL"]
+        args += ["--die-with-parent", "--new-session"]
+        for name in self.unset_env:
+            args += ["--unsetenv", name]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        for path, size in self.tmpfs:
+            args += ["--perms", "1777", "--size", str(size), "--tmpfs", path]
+        # the folders above each bound path, traversable (the machine's may not be: /root is 0700)
+        parents = sorted({str(q) for p in self.read_only + self.writable for q in Path(p).parents
+                          if str(q) not in ("/", *(t for t, _ in self.tmpfs))}, key=lambda q: q.count("/"))
+        for path in parents:
+            args += ["--perms", "0755", "--dir", path]
+        for path in self.read_only:
+            args += ["--ro-bind", path, path]
+        for path in self.writable:
+            args += ["--bind", path, path]
+        args += ["--chdir", self.workdir, "--"]
+        if root:
+            args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
+                     "--clear-groups", "--"]
+        return args
+
+
+def profile(scratch, writable=(), readable=(), uid=None):
+    """The profile of a child confined to Python, the autograder package, the data and
+    `scratch` (its working folder; None: the sandbox's own /tmp, nothing of the machine's)."""
     ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", "/etc/fonts", sys.base_prefix,
           sys.prefix, sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH), *readable}
-    ro = sorted(p for p in ro if os.path.exists(p))
-    rw = [str(scratch), *writable] if scratch else list(writable)
-    root = os.geteuid() == 0 and uid is not None
-    if root and data.DEFAULT_PATH.exists() and not data.DEFAULT_PATH.stat().st_mode & 0o004:
+    return Profile(read_only=tuple(sorted(p for p in ro if os.path.exists(p))),
+                   writable=tuple([str(scratch), *writable] if scratch else writable),
+                   workdir=str(scratch or "/tmp"), uid=uid,
+                   tmpfs=(("/dev/shm", LEARNER["shm_bytes"]), ("/tmp", LEARNER["tmp_bytes"])))
+
+
+def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
+    """The bubblewrap command line of profile(...), or [] where bwrap is missing. Run as root,
+    the child becomes `uid` (no capabilities, no new privileges); otherwise it stays the
+    grader's own unprivileged user, in a user namespace."""
+    if os.geteuid() == 0 and uid is not None and data.DEFAULT_PATH.exists() \
+            and not data.DEFAULT_PATH.stat().st_mode & 0o004:
         data.DEFAULT_PATH.chmod(0o644)  # the public data set, readable by the sandbox's user
-    if root:  # no user namespace: the switch to `uid` below makes the limits bind
-        args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-                "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    else:
-        args = [bwrap, "--unshare-all", "--cap-drop", "ALL"]
-    args += ["--die-with-parent", "--new-session",
-             "--unsetenv", "JPY_PARENT_PID",  # ipykernel would take pid 1 (bwrap) as its parent gone
-             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(LEARNER["shm_bytes"]), "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--size", str(LEARNER["tmp_bytes"]), "--tmpfs", "/tmp"]
-    # the folders above each bound path, traversable (the machine's may not be: /root is 0700)
-    parents = sorted({str(q) for p in ro + rw for q in Path(p).parents if str(q) not in ("/", "/tmp")},
-                     key=lambda q: q.count("/"))
-    for path in parents:
-        args += ["--perms", "0755", "--dir", path]
-    for path in ro:
-        args += ["--ro-bind", path, path]
-    for path in rw:
-        args += ["--bind", path, path]
-    args += ["--chdir", str(scratch or "/tmp"), "--"]
-    if root:
-        args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    return args
+    return profile(scratch, writable, readable, uid).command()
 
 
 def python_path(path):
