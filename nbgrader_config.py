@@ -58,7 +58,7 @@ from autograder.grader.folder import install  # noqa: E402
 install()
 
 # Feedback that names each gradient and draws its math in the page (no MathJax from the web).
-c.GenerateFeedback.exporter_class = "autograder.grader.scoped.FeedbackExporter"
+c.GenerateFeedback.exporter_class = "autograder.grader.feedback.FeedbackExporter"
 
 # No learner script runs in a page: every HTMLExporter (the feedback's, and formgrader's view of a
 # submission, which runs on the instructor's Jupyter origin) renders a notebook made safe first

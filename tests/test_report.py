@@ -112,7 +112,7 @@ def test_the_report_writes_the_misconception_csv_and_plot(table, tmp_path, monke
 
 def test_the_feedback_index_lists_each_gradients_score_and_verdict():
     from nbformat.v4 import new_notebook
-    from autograder.grader.scoped import index_with_verdicts
+    from autograder.grader.feedback import index_with_verdicts
     meta = lambda gid: {"nbgrader": {"grade": True, "grade_id": gid, "points": 1}}  # noqa: E731
     wrong, right = score.Verdict("ex1", "W2", 1), score.Verdict("ex1", "C", 1)
     wrong.judged(score.WRONG, "does not match on the notebook's batch: transposed: x")

@@ -21,7 +21,7 @@ bleach escapes what it does not allow (it stays readable, as text), so nothing t
 disappears silently; an image from any other address (a tracking pixel) is not loaded: a short
 note with its address, as text, takes its place. No page loads anything from outside: the
 feedback page carries a Content-Security-Policy in its head (FEEDBACK_POLICY, set by
-scoped.FeedbackExporter) and formgrader's pages one in their headers (formgrader_policy). FeedbackExporter (scoped.py) calls the same function after drawing the math.
+feedback.FeedbackExporter) and formgrader's pages one in their headers (formgrader_policy). FeedbackExporter (feedback.py) calls the same function after drawing the math.
 """
 import html
 import re

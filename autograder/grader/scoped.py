@@ -2,33 +2,24 @@
 
 nbgrader's configuration applies to every assignment of a course. The classes here, registered
 in nbgrader_config.py, hand a notebook to the course's pieces (the sandboxed kernel and its
-timeout, the trusted scores, the repairing exporter, the `# YOUR CODE HERE` stub, the feedback
-that names each gradient) when it belongs to the course's assignment, the one whose folder holds
+timeout, the trusted scores, the repairing exporter, the `# YOUR CODE HERE` stub; the feedback
+page, feedback.py, asks in_course too) when it belongs to the course's assignment, the one whose folder holds
 the course's exercise notebooks, and to stock nbgrader's otherwise: another assignment of the
 same course (an `intro` beside `backprop_ninja`) is generated and graded as nbgrader grades it.
 """
-import copy
-import html
-import io
 import os
-import re
 import subprocess
-from pathlib import Path
 
-import nbformat
 from nbclient.util import run_sync
-from nbconvert.exporters import HTMLExporter, NotebookExporter
+from nbconvert.exporters import NotebookExporter
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
 from traitlets.utils.importstring import import_item
 
 from .course import ASSIGNMENT
 from ..exercises import EXERCISES
-from .pages import MARK, make_safe, with_policy
-from ..score import verdict_of
-from .repair import SURROGATE, note_cell, read_any, rebuild
+from .repair import RepairingExporter
 from .execute import SandboxedExecute
-
 
 
 def coursedir_of(obj):
@@ -131,39 +122,8 @@ def with_hidden_tests(nb, resources):
     return nb
 
 
-class RepairingExporter(NotebookExporter):
-    """nbgrader's notebook exporter, reading submissions robustly onto the release notebook."""
-
-    def template_for(self, resources):
-        coursedir = getattr(self.parent, "coursedir", None)
-        nbgr = (resources or {}).get("nbgrader", {})
-        if coursedir is None or "assignment" not in nbgr:
-            return None
-        path = Path(coursedir.format_path(coursedir.release_directory, ".", nbgr["assignment"])) / (
-            nbgr["notebook"] + ".ipynb")
-        return nbformat.read(path, as_version=4) if path.exists() else None
-
-    def from_filename(self, filename, resources=None, **kw):
-        template = self.template_for(resources)
-        if template is None or self.parent.coursedir.submitted_directory not in Path(filename).parts:
-            return super().from_filename(filename, resources, **kw)
-        learner, problem = read_any(filename)
-        nb, problems = rebuild(learner, template)
-        # what the converter found wrong in the submission's folder (autograder/grader/folder.py)
-        folder = getattr(self.parent, "folder_notes", {}).get((resources or {}).get("nbgrader", {}).get("student"), [])
-        problems = list(folder) + [problem] * bool(problem) + problems
-        if problems:
-            nb.cells.insert(0, note_cell(problems))
-        return self.from_notebook_node(nb, resources, **kw)
-
-    def from_notebook_node(self, nb, resources=None, **kw):
-        output, resources = super().from_notebook_node(nb, resources, **kw)
-        # what the kernel printed may hold lone surrogates too: the file must still be written
-        return SURROGATE.sub("\ufffd", output), resources
-
-
 class ScopedRepairingExporter(RepairingExporter):
-    """The repairing exporter (RepairingExporter, above) for the course's assignment; nbgrader's
+    """The repairing exporter (repair.RepairingExporter) for the course's assignment; nbgrader's
     NotebookExporter for any other."""
 
     def from_filename(self, filename, resources=None, **kw):
@@ -175,80 +135,3 @@ class ScopedRepairingExporter(RepairingExporter):
         if in_course(self, resources) and "db_url" in resources.get("nbgrader", {}):
             nb = with_hidden_tests(nb, resources)
         return super().from_notebook_node(nb, resources, **kw)
-
-
-# --- feedback -------------------------------------------------------------------------------
-
-LABELS = {ex.test_id(k): (f"d{k}" if k in ex.grads else f"{k} run")
-          for ex in EXERCISES.values() for k in {**ex.grads, **ex.extra_tests}}
-MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$", re.S)
-CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
-MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
-
-
-def tex_image(tex, display=False):
-    """LaTeX math as an inline SVG image (matplotlib's mathtext: no MathJax, no network), or
-    the source as code where mathtext cannot draw it."""
-    from matplotlib import rc_context
-    from matplotlib.figure import Figure
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.mathtext import MathTextParser
-    source = " ".join(tex.split())
-    tex = re.sub(r"\\frac(\w)(\w)", r"\\frac{\1}{\2}", source)  # \frac1n: TeX's, not mathtext's
-    prop = FontProperties(size=14 if display else 11)
-    try:
-        with rc_context({"mathtext.fontset": "cm", "svg.fonttype": "path", "svg.hashsalt": "backprop-ninja"}):
-            width, height, depth, *_ = MathTextParser("path").parse(f"${tex}$", dpi=72, prop=prop)
-            fig = Figure(figsize=(width / 72, height / 72))
-            fig.text(0, depth / height, f"${tex}$", fontproperties=prop)
-            svg = io.BytesIO()
-            fig.savefig(svg, format="svg", metadata={"Date": None})
-    except Exception:  # mathtext knows most of TeX's math, not all of it
-        return f"<code>{html.escape(source)}</code>"
-    import base64
-    img = (f'<img class="math" alt="{html.escape(source)}" style="vertical-align: {-depth:.1f}pt" '
-           f'src="data:image/svg+xml;base64,{base64.b64encode(svg.getvalue()).decode()}">')
-    return f'<span style="display: block; text-align: center; margin: 0.5em 0">{img}</span>' if display else img
-
-
-def render_math(markdown):
-    """Markdown with its $...$ and $$...$$ math drawn as images (code spans left alone)."""
-    parts = CODE.split(markdown)
-    for i in range(0, len(parts), 2):
-        parts[i] = MATH.sub(lambda m: tex_image(m.group(1) or m.group(2), display=m.group(1) is not None), parts[i])
-    return "".join(parts)
-
-
-class FeedbackExporter(HTMLExporter):
-    """nbgrader's feedback page; for the course's assignment, each graded cell is named by its
-    gradient in the list at the top (not "Test cell"), with its score and verdict, and the math is drawn in the page, so it
-    reads offline and in JupyterLab's HTML viewer, where no MathJax script runs; its head carries
-    a Content-Security-Policy (pages.FEEDBACK_POLICY): the page loads nothing from outside."""
-
-    def from_notebook_node(self, nb, resources=None, **kw):
-        if not in_course(self, resources):
-            return super().from_notebook_node(nb, resources, **kw)
-        nb = copy.deepcopy(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "markdown":
-                cell.source = render_math(cell.source)
-        make_safe(nb)  # after the math is drawn: its images are kept, the learner's script is not
-        for cell in nb.cells:
-            for out in cell.get("outputs", []):  # nbconvert warns about images without one
-                for kind in {"image/png", "image/jpeg"} & set(out.get("data", {})):
-                    out.setdefault("metadata", {}).setdefault(kind, {}).setdefault("alt", "a figure drawn by this cell")
-        resources = {**(resources or {}), MARK: True}
-        output, resources = super().from_notebook_node(nb, resources, **kw)
-        output = MATHJAX.sub("", output)
-        return with_policy(index_with_verdicts(output, nb)), resources
-
-
-def index_with_verdicts(page, nb):
-    """The feedback page with each graded cell of its index named by its gradient, with its
-    score and its verdict (what the cell printed), not nbgrader's "Test cell" and score only."""
-    why = {c.metadata["nbgrader"]["grade_id"]: (verdict_of(c) or {}).get("message", "").split("\n")[0]
-           for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    return re.sub(r'(<a href="#([\w-]+)">)Test cell(</a>)( \(Score: [^)<]*\))?',
-                  lambda m: m.group(1) + html.escape(LABELS.get(m.group(2), "Test cell")) + m.group(3)
-                  + (m.group(4) or "") + (f": {html.escape(why[m.group(2)])}" if why.get(m.group(2)) else ""),
-                  page)

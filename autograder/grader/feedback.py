@@ -1,0 +1,88 @@
+"""The course's feedback page: nbgrader's, with each graded cell named by its gradient in the
+index (with its score and verdict) and the math drawn in the page as images, so it reads
+offline and wherever no MathJax script runs; nothing in it loads from outside (pages.py)."""
+import base64
+import copy
+import html
+import io
+import re
+
+from nbconvert.exporters import HTMLExporter
+
+from ..exercises import EXERCISES
+from ..score import verdict_of
+from .pages import MARK, make_safe, with_policy
+from .scoped import in_course
+
+LABELS = {ex.test_id(k): (f"d{k}" if k in ex.grads else f"{k} run")
+          for ex in EXERCISES.values() for k in {**ex.grads, **ex.extra_tests}}
+MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$", re.S)
+CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+
+
+def tex_image(tex, display=False):
+    """LaTeX math as an inline SVG image (matplotlib's mathtext: no MathJax, no network), or
+    the source as code where mathtext cannot draw it."""
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.mathtext import MathTextParser
+    source = " ".join(tex.split())
+    tex = re.sub(r"\\frac(\w)(\w)", r"\\frac{\1}{\2}", source)  # \frac1n: TeX's, not mathtext's
+    prop = FontProperties(size=14 if display else 11)
+    try:
+        with rc_context({"mathtext.fontset": "cm", "svg.fonttype": "path", "svg.hashsalt": "backprop-ninja"}):
+            width, height, depth, *_ = MathTextParser("path").parse(f"${tex}$", dpi=72, prop=prop)
+            fig = Figure(figsize=(width / 72, height / 72))
+            fig.text(0, depth / height, f"${tex}$", fontproperties=prop)
+            svg = io.BytesIO()
+            fig.savefig(svg, format="svg", metadata={"Date": None})
+    except Exception:  # mathtext knows most of TeX's math, not all of it
+        return f"<code>{html.escape(source)}</code>"
+    img = (f'<img class="math" alt="{html.escape(source)}" style="vertical-align: {-depth:.1f}pt" '
+           f'src="data:image/svg+xml;base64,{base64.b64encode(svg.getvalue()).decode()}">')
+    return f'<span style="display: block; text-align: center; margin: 0.5em 0">{img}</span>' if display else img
+
+
+def render_math(markdown):
+    """Markdown with its $...$ and $$...$$ math drawn as images (code spans left alone)."""
+    parts = CODE.split(markdown)
+    for i in range(0, len(parts), 2):
+        parts[i] = MATH.sub(lambda m: tex_image(m.group(1) or m.group(2), display=m.group(1) is not None), parts[i])
+    return "".join(parts)
+
+
+class FeedbackExporter(HTMLExporter):
+    """nbgrader's feedback page; for the course's assignment, each graded cell is named by its
+    gradient in the list at the top (not "Test cell"), with its score and verdict, and the math is drawn in the page, so it
+    reads offline and in JupyterLab's HTML viewer, where no MathJax script runs; its head carries
+    a Content-Security-Policy (pages.FEEDBACK_POLICY): the page loads nothing from outside."""
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        if not in_course(self, resources):
+            return super().from_notebook_node(nb, resources, **kw)
+        nb = copy.deepcopy(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = render_math(cell.source)
+        make_safe(nb)  # after the math is drawn: its images are kept, the learner's script is not
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):  # nbconvert warns about images without one
+                for kind in {"image/png", "image/jpeg"} & set(out.get("data", {})):
+                    out.setdefault("metadata", {}).setdefault(kind, {}).setdefault("alt", "a figure drawn by this cell")
+        resources = {**(resources or {}), MARK: True}
+        output, resources = super().from_notebook_node(nb, resources, **kw)
+        output = MATHJAX.sub("", output)
+        return with_policy(index_with_verdicts(output, nb)), resources
+
+
+def index_with_verdicts(page, nb):
+    """The feedback page with each graded cell of its index named by its gradient, with its
+    score and its verdict (what the cell printed), not nbgrader's "Test cell" and score only."""
+    why = {c.metadata["nbgrader"]["grade_id"]: (verdict_of(c) or {}).get("message", "").split("\n")[0]
+           for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    return re.sub(r'(<a href="#([\w-]+)">)Test cell(</a>)( \(Score: [^)<]*\))?',
+                  lambda m: m.group(1) + html.escape(LABELS.get(m.group(2), "Test cell")) + m.group(3)
+                  + (m.group(4) or "") + (f": {html.escape(why[m.group(2)])}" if why.get(m.group(2)) else ""),
+                  page)
