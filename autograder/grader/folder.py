@@ -7,7 +7,7 @@ shutil.copy, which follows symbolic links and opens anything (a link to /proc/se
 files only (opened without following links, not blocking), within tree.BOUNDS (a folder too
 deep, a file too big, what is beyond the first 1,000 entries: left out), keeps a timestamp
 only if it is a date, and notes each file it left out; the note reaches the top of the learner's graded
-notebooks (repair.RepairingExporter), and so the feedback. Any other assignment is graded as
+notebooks (exporter.RepairingExporter), and so the feedback. Any other assignment is graded as
 stock nbgrader grades it.
 
 nbgrader builds its Autograde converter by name, in `nbgrader autograde` and in NbGraderAPI (which

@@ -5,7 +5,7 @@ duplicated or renamed cells, changed points or kernel make it skip the learner o
 whole class. read_any reads the file robustly and rebuild puts it on the release notebook: the
 release's cells and metadata, the learner's answer cells (by grade id) and their own extra
 cells. What was repaired is said in a note at the top, which the feedback shows. nbgrader
-reads submissions through RepairingExporter (below; scoped.py's for the course's
+reads submissions through exporter.RepairingExporter (scoped.py's for the course's
 assignment only), which calls these; the scores-only mode
 calls them directly (verdicts.learner_answers).
 """
@@ -18,7 +18,6 @@ import stat
 from pathlib import Path
 
 import nbformat
-from nbconvert.exporters import NotebookExporter
 from nbformat.v4 import new_markdown_cell
 
 from .tree import read_regular
@@ -187,34 +186,3 @@ def note_cell(problems):
     text = "**Grading note.** This submission was repaired before grading:\n\n" + "\n".join(
         f"- {html.escape(p)}" for p in problems)
     return new_markdown_cell(text, id="grading_note")
-
-
-class RepairingExporter(NotebookExporter):
-    """nbgrader's notebook exporter, reading submissions robustly onto the release notebook."""
-
-    def template_for(self, resources):
-        coursedir = getattr(self.parent, "coursedir", None)
-        nbgr = (resources or {}).get("nbgrader", {})
-        if coursedir is None or "assignment" not in nbgr:
-            return None
-        path = Path(coursedir.format_path(coursedir.release_directory, ".", nbgr["assignment"])) / (
-            nbgr["notebook"] + ".ipynb")
-        return nbformat.read(path, as_version=4) if path.exists() else None
-
-    def from_filename(self, filename, resources=None, **kw):
-        template = self.template_for(resources)
-        if template is None or self.parent.coursedir.submitted_directory not in Path(filename).parts:
-            return super().from_filename(filename, resources, **kw)
-        learner, problem = read_any(filename)
-        nb, problems = rebuild(learner, template)
-        # what the converter found wrong in the submission's folder (autograder/grader/folder.py)
-        folder = getattr(self.parent, "folder_notes", {}).get((resources or {}).get("nbgrader", {}).get("student"), [])
-        problems = list(folder) + [problem] * bool(problem) + problems
-        if problems:
-            nb.cells.insert(0, note_cell(problems))
-        return self.from_notebook_node(nb, resources, **kw)
-
-    def from_notebook_node(self, nb, resources=None, **kw):
-        output, resources = super().from_notebook_node(nb, resources, **kw)
-        # what the kernel printed may hold lone surrogates too: the file must still be written
-        return SURROGATE.sub("\ufffd", output), resources

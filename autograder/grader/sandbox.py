@@ -276,14 +276,6 @@ class Spawned:
 
 
 
-def __getattr__(name):
-    """SandboxedKernelManager, where a course's nbgrader_config.py names it from here."""
-    if name == "SandboxedKernelManager":
-        from .kernel_server import SandboxedKernelManager
-        return SandboxedKernelManager
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 if __name__ == "__main__":
     import argparse
     argparse.ArgumentParser(

@@ -18,7 +18,7 @@ from traitlets.utils.importstring import import_item
 
 from .course import ASSIGNMENT
 from ..exercises import EXERCISES
-from .repair import RepairingExporter
+from .exporter import RepairingExporter
 from .execute import SandboxedExecute
 
 
@@ -123,7 +123,7 @@ def with_hidden_tests(nb, resources):
 
 
 class ScopedRepairingExporter(RepairingExporter):
-    """The repairing exporter (repair.RepairingExporter) for the course's assignment; nbgrader's
+    """The repairing exporter (exporter.RepairingExporter) for the course's assignment; nbgrader's
     NotebookExporter for any other."""
 
     def from_filename(self, filename, resources=None, **kw):
