@@ -42,10 +42,13 @@ demo: need-bwrap-demo data
 
 # nbval and the numeric unit tests under every CPU kernel path torch can take here (default,
 # avx2, avx512) at 1 and 2 threads, two settings at a time: float32 results differ in their
-# last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite.
+# last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite,
+# every tier, on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them
+# (its fixtures are built once); plain pytest runs the fast tier in one process.
+TEST_WORKERS ?= 2
 test: need-bwrap-test data
 	$(PY) tools/cpu_matrix.py
-	$(PY) -m pytest -m "" tests  # every tier; plain pytest runs the fast one
+	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile tests
 
 # The learner's JupyterLab 4, with nbgrader's Validate button, on 127.0.0.1 only. It serves a
 # working copy of release/backprop_ninja in build/learner/: each notebook is copied once, when

@@ -125,7 +125,7 @@ def test_a_learners_install_pulls_in_no_instructor_or_test_tools():
     nbgrader and JupyterLab in the instructor extra and the test tools in the test extra?"""
     assert names(PROJECT["dependencies"]) == {"torch", "matplotlib", "tqdm", "platformdirs"}
     assert names(EXTRAS["instructor"]) == {"nbgrader", "jupyterlab", "restrictedpython", "psutil", "dask", "distributed"}
-    assert names(EXTRAS["test"]) == {"pytest", "nbval", "selenium", "coverage"}
+    assert names(EXTRAS["test"]) == {"pytest", "pytest-xdist", "nbval", "selenium", "coverage"}
 
 
 def test_the_notebooks_import_nothing_from_the_extras():
