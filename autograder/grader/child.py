@@ -47,7 +47,7 @@ import torch
 from . import tree
 from .wire import WireError, ended, receive, send
 
-CHILD_SECONDS = 60  # CPU seconds of one exercise's child (set from the grader's limits)
+CHILD_SECONDS = 60  # CPU seconds of one exercise's child, unless the grader's setup says otherwise
 _exit, _kill = os._exit, os.kill  # the real ones: harden() takes them from answers, in the child
 
 
@@ -96,12 +96,12 @@ def answer(value):
         return UNJUDGED + "an unreadable tensor"
 
 
-def run_child(exercise, job, fd_in, fd_out, rules):
-    """In the forked child: replay one exercise by `rules` (replay.Rules), report over fd_out,
-    read replies from fd_in."""
+def run_child(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS):
+    """In the forked child: replay one exercise by `rules` (replay.Rules) within cpu_seconds of
+    CPU, report over fd_out, read replies from fd_in."""
     from .. import replay
     from . import detect
-    resource.setrlimit(resource.RLIMIT_CPU, (CHILD_SECONDS, CHILD_SECONDS + 5))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
     harden()
 
     def give(case, run, name, value):
@@ -155,14 +155,13 @@ def learner(fd_in, fd_out):
     """In the learner process: read one learner's jobs, replay each exercise in a child of its
     own, report the end and the CPU time used."""
     from .. import replay
-    global CHILD_SECONDS
     setup = receive(fd_in)
     send(fd_out, {"op": "started"})
     from . import restricted
     rules = replay.Rules(restricted, setup["statement_seconds"])  # answers run in RestrictedPython here
-    CHILD_SECONDS = int(setup.get("child_seconds", CHILD_SECONDS))
+    cpu_seconds = int(setup.get("child_seconds", CHILD_SECONDS))
     for exercise, job in setup["jobs"].items():
-        relay(exercise, job, fd_in, fd_out, rules)
+        relay(exercise, job, fd_in, fd_out, rules, cpu_seconds)
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     send(fd_out, {"op": "end", "cpu_seconds": sum(u.ru_utime + u.ru_stime for u in usage)})
     _exit(0)
@@ -307,7 +306,7 @@ def remove(path):
     tree.remove(path)
 
 
-def relay(exercise, job, fd_in, fd_out, rules):
+def relay(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS):
     """Fork the child of one exercise and relay its messages; report `failed` if it does not
     end with its `done`."""
     to_child_r, to_child_w = os.pipe()
@@ -319,7 +318,7 @@ def relay(exercise, job, fd_in, fd_out, rules):
             os.close(from_child_r)
             os.close(fd_in)
             os.close(fd_out)
-            run_child(exercise, job, to_child_r, from_child_w, rules)
+            run_child(exercise, job, to_child_r, from_child_w, rules, cpu_seconds)
         finally:
             _exit(70)  # never back into the server's loop
     os.close(to_child_r)
