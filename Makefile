@@ -44,11 +44,13 @@ demo: need-bwrap-demo data
 # avx2, avx512) at 1 and 2 threads, two settings at a time: float32 results differ in their
 # last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite,
 # every tier, on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them
-# (its fixtures are built once); plain pytest runs the fast tier in one process.
+# (its fixtures are built once), then the browser test alone (a learner's JupyterLab in real
+# time, with a real browser's waits); plain pytest runs the fast tier in one process.
 TEST_WORKERS ?= 2
 test: need-bwrap-test data
 	$(PY) tools/cpu_matrix.py
-	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_browser.py tests
+	$(PY) -m pytest -m "" tests/test_browser.py
 
 # The learner's JupyterLab 4, with nbgrader's Validate button, on 127.0.0.1 only. It serves a
 # working copy of release/backprop_ninja in build/learner/: each notebook is copied once, when

@@ -219,7 +219,17 @@ class Notebook:
         self.wait = lambda timeout, what: WebDriverWait(
             driver, timeout, poll_frequency=0.25,
             ignored_exceptions=[StaleElementReferenceException]).until(
-                lambda _: what(), message=f"waited {timeout} s")
+                lambda _: not self.kernel_asked() and what(), message=f"waited {timeout} s")
+
+    def kernel_asked(self):
+        """True after answering JupyterLab's "Select Kernel" dialog with the preferred kernel, as a
+        learner does: JupyterLab asks when it restores a notebook before it has found the
+        notebook's session (a busy machine); the kernel it then starts runs the notebook as well."""
+        return self.js("""
+            const d = [...document.querySelectorAll('.jp-Dialog')].find(x => x.textContent.includes('Select Kernel'));
+            const ok = d && d.querySelector('.jp-Dialog-button.jp-mod-accept');
+            if (ok) { ok.click(); return true; }
+            return false;""")
 
     def js(self, script, *args):
         return self.d.execute_script(script, *args)
