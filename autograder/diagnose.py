@@ -51,9 +51,9 @@ def diagnose(dt, t, n, bessel=None, alternatives=(), repeated=None, logits=None,
             named = _factor_name(r, n)
             name = named or (f"{r:.3g}" if figures else None)
             return Reason("off by a constant factor" + (f" of {name}" if name else ""), FACTORS.get(named, "factor_other"))
-    for alt, why in alternatives:
+    for alt, why in alternatives:  # why: a Reason
         if alt.shape == t.shape and _close(dt, alt.to(t.dtype)):
-            return why if isinstance(why, Reason) else Reason(why)
+            return why
     off = (dt - t).abs() > 1e-4 * t.abs().max().item() + 1e-7  # the entries that differ
     if repeated is not None and off.any():
         rows = set(off.reshape(off.shape[0], -1).any(1).nonzero().flatten().tolist())
@@ -63,8 +63,9 @@ def diagnose(dt, t, n, bessel=None, alternatives=(), repeated=None, logits=None,
                               "not accumulated (+=)?", "accumulate")
             return Reason(f"wrong only in rows the batch uses more than once ({len(rows)} of them, e.g. row "
                           f"{min(rows)}): repeated entries overwritten, not accumulated (+=)?", "accumulate")
-    if logits is not None and off.any() and off.shape == logits.shape and _max_position(off, logits):
-        return _max_position(off, logits)
+    wrong_max = _max_position(off, logits) if logits is not None and off.any() and off.shape == logits.shape else ""
+    if wrong_max:
+        return wrong_max
     if figures:
         return Reason(_known(dt, t, off))
     rows = off.reshape(off.shape[0], -1).any(1) if off.dim() >= 1 else off.reshape(1)

@@ -10,7 +10,6 @@ there, then puts in the namespace the value the grader gives for it (autograd's,
 one), so that every later step reads a known upstream and is judged on its own formula.
 """
 import contextlib
-import difflib
 import os
 import re
 import signal
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .statements import Statement
+from .statements import Statement, misspelled
 
 CONTAINERS = (list, dict, set, np.ndarray)  # a numerical statement may have filled them in place
 INERT = (int, bool, str, type(None), range)  # ... and what carries no number of a gradient
@@ -174,9 +173,9 @@ def run_statements(statements, ns, answered=(), give=None, watch=None, rules=PLA
 
     def _record(name):
         if name not in last:
-            close = difflib.get_close_matches(name, written, n=1, cutoff=0.8)
+            close = misspelled(name, written)
             errors.setdefault(name, f"no line of yours assigns {name}" + (
-                f" (you wrote {close[0]}: a typo?)" if close else ""))
+                f" (you wrote {close}: a typo?)" if close else ""))
         v = ns.get(name)
         answers[name] = v.detach().clone() if isinstance(v, torch.Tensor) else (
             None if v is None else type(v).__name__)

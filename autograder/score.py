@@ -9,7 +9,6 @@ whose true gradient is zero up to rounding (`dlogit_maxes`, `db1`), random ones 
 gradient, so a constant zero cannot pass. Each answer is then compared with autograd's gradient (or, in the random run,
 with the step's vector-Jacobian product of the random upstream).
 """
-import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from .compare import compare
 from .diagnose import Reason, diagnose
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .replay import NUMERICAL, PUBLIC
-from .statements import forbidden, split
+from .statements import forbidden, misspelled, split
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
 # answers on other batches must pass; every typical mistake is off by far more).
@@ -389,13 +388,14 @@ def _refusal(error, collector):
 
 
 def _typo(k, ex, collector):
-    """'typo' if no statement assigns dk and one assigns a name close to it, as the grader
-    parsed the statements; else ''."""
+    """'typo' if no statement assigns dk and one assigns a name of the learner's close to it
+    (the replay's rule, statements.misspelled, on the statements as the grader parsed them);
+    else ''."""
     if ex.kind != "steps" or collector is None:
         return ""
     written = {n for s in collector.statements for n in s["writes"]}
-    close = "d" + k not in written and difflib.get_close_matches("d" + k, written, n=1, cutoff=0.8)
-    return "typo" if close else ""
+    own = written - {"d" + g for g in ex.grads}
+    return "typo" if "d" + k not in written and misspelled("d" + k, own) else ""
 
 
 def _sizes(sizes):

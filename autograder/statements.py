@@ -6,6 +6,7 @@ banned, costs the gradients it would define and nothing else, and the replay kno
 each gradient is answered: at the last statement that may write it.
 """
 import ast
+import difflib
 import io
 import re
 import tokenize
@@ -130,6 +131,13 @@ AUTOGRAD_ATTRS = {"grad", "backward", "func"}
 REFERENCE = {"ref", "autograd_step_grads", "reference_grads", "local_grad"}
 DYNAMIC = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "importlib", "globals",
            "vars", "__dict__", "__builtins__", "__class__", "__subclasses__"}
+
+
+def misspelled(name, written):
+    """The name among `written` (the learner's own, not the graded ones) that the learner most
+    likely meant as `name` (at least 80% alike, as difflib measures it), or None."""
+    close = difflib.get_close_matches(name, written, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def forbidden(src):

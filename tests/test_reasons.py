@@ -177,3 +177,14 @@ def test_one_big_cell_names_each_mistake_at_its_own_gradient():
     got = wrong("ex1", {"ex1_loss_chain": big, "ex1_second_layer": "", "ex1_batchnorm": "", "ex1_first_layer": ""})
     assert set(got) == {"counts", "C"}
     assert "counts is used twice" in got["counts"] and REPEATED in got["C"]
+
+
+def test_a_missing_gradient_is_a_typo_only_for_a_name_of_the_learners_own():
+    """The code and the words agree: `dbndiff` never assigned is no typo of the graded `dbndiff2`
+    beside it, and `dbn_bias` for `dbnbias` is one, in the words and in the code."""
+    ex = "ex1"
+    cells = edited(ex, "dbndiff += (2 * bndiff) * dbndiff2", "pass", edited(ex, "dbndiff = bnvar_inv * dbnraw", "pass"))
+    missing = score.grade(ex, list(cells.items()))["bndiff"]
+    assert "typo" not in missing.message and missing.mistake != "typo", (missing.message, missing.mistake)
+    typo = score.grade(ex, list(edited(ex, "dbnbias = ", "dbn_bias = ").items()))["bnbias"]
+    assert "a typo?" in typo.message and typo.mistake == "typo", (typo.message, typo.mistake)
