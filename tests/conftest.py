@@ -96,7 +96,8 @@ def judged_in_batches(answers, size=6):
 
 def is_kernel(process):
     """Whether a psutil.Process is a learner's kernel: started as `python -m ipykernel_launcher`,
-    or forked from the kernel server (its command line is the server's, its name ipykernel)."""
+    or forked from the kernel server or started by kernels.own (its command line is the
+    course's, its name ipykernel)."""
     import psutil
     try:
         cmd = " ".join(process.cmdline())

@@ -70,32 +70,62 @@ def test_ipc_objects_and_keys_a_kernel_leaves_are_not_seen_by_the_next(folder):
     assert seen[1] == "[]", f"the next kernel found {seen[1]}"
 
 
-def test_three_processes_of_a_third_of_the_bound_cannot_all_hold_it(folder):
+@pytest.mark.parametrize("bound", ["cgroup", "one process"])
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_three_processes_of_a_third_of_the_bound_cannot_all_hold_it(folder, monkeypatch, bound, server):
     """Is one kernel's memory bounded across its processes (three of 0.35 x the bound each fail
-    to all hold it), and are the grader and the next kernel fine after it? A process counts as
-    holding its memory if it said so and is still alive once all have spoken: the cgroup's
-    out-of-memory killer takes the largest, often one that had already said it held."""
-    if cgroup.base() is None:
-        pytest.skip("no writable memory cgroup here: memory is bounded per process only")
+    to all hold it), forked from the kernel server or in a sandbox of its own, by a memory
+    cgroup or, where there is none, by running the learner in one process (oneprocess.py),
+    and are the grader and the next kernel fine after it? A process counts as holding its
+    memory if it said so and is still alive once all have spoken: the cgroup's out-of-memory
+    killer takes the largest, often one that had already said it held."""
+    monkeypatch.setenv("BACKPROP_NINJA_KERNEL_SERVER", server)
+    if bound == "one process":
+        monkeypatch.setattr(cgroup, "_base", None)  # as on a machine without a writable memory cgroup
+    elif cgroup.base() is None:
+        pytest.skip("no writable memory cgroup here")
     size = int(sandbox.LEARNER["memory_bytes"] * 0.35) // MiB * MiB  # 2.1 GiB of 6 GiB
     hold = (f"import sys, time; block = b'x' * {size}; print('held', flush=True); "
             "sys.stdin.read()")  # holds its memory until the cell ends
-    cell = ("import subprocess, sys, time\n"
-            f"procs = [subprocess.Popen([sys.executable, '-c', {hold!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(3)]\n"
+    start = f"subprocess.Popen([sys.executable, '-c', {hold!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)"
+    cell = ("import multiprocessing, os, subprocess, sys, time\n"
+            "procs, refused = [], []\n"
+            "for how in ['popen', 'fork', 'multiprocessing', 'posix_spawn', 'popen']:\n"
+            "    try:\n"
+            "        if how == 'popen':\n"
+            f"            procs.append({start})\n"
+            "        elif how == 'fork':\n"
+            "            pid = os.fork()\n"
+            "            if pid == 0:\n"
+            "                os._exit(0)\n"
+            "            os.waitpid(pid, 0)\n"
+            "        elif how == 'multiprocessing':\n"
+            "            p = multiprocessing.get_context('fork').Process(target=print)\n"
+            "            p.start(); p.join()\n"
+            "        else:\n"
+            "            os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n"
+            "    except OSError as e:\n"
+            "        refused.append(how)\n"
             "said = [p.stdout.readline().strip() for p in procs]\n"
             "time.sleep(1)\n"
-            "print(sum(s == 'held' and p.poll() is None for s, p in zip(said, procs)))\n"
+            "print(sum(s == 'held' and p.poll() is None for s, p in zip(said, procs)), len(procs), refused)\n"
             "for p in procs:\n"
             "    p.kill()")
+    cell = cell.replace("'popen']:", "'popen', 'popen']:", 1)
     try:
         printed, forked, _ = run([cell], folder, timeout=120)
-        assert forked
-        assert printed[0] in ("0", "1", "2"), f"{printed[0]} processes of {size // MiB} MiB held their memory"
+        assert forked == (server == "1")
+        held, started, refused = printed[0].split(" ", 2)
+        if bound == "one process":
+            assert (held, started) == ("0", "0"), f"{printed[0]}: the learner started processes"
+            assert refused == str(["popen", "fork", "multiprocessing", "posix_spawn", "popen", "popen"])
+        else:
+            assert started == "3" and held in ("0", "1", "2"), f"{held} processes of {size // MiB} MiB held their memory"
     except DeadKernelError:  # the kernel itself was the one the cgroup's OOM killer took
-        pass
+        assert bound == "cgroup", "a kernel of one process died"
     assert psutil.Process().is_running()
     again, forked, _ = run(["print(6 * 7)"], folder)
-    assert again == ["42"] and forked, "the next kernel runs"
+    assert again == ["42"], "the next kernel runs"
 
 
 def test_the_cgroups_a_killed_grading_process_leaves_are_swept(tmp_path):
@@ -137,15 +167,18 @@ WRITE = ("import os\n"
          "    return written, 0\n")
 
 
+@pytest.mark.parametrize("server", ["1", "0"])
 @pytest.mark.parametrize("where, cap", [("/tmp", "tmp_bytes"), ("/dev/shm", "shm_bytes"), (".", "work_bytes")])
-def test_writing_512_mib_is_stopped_at_the_folders_cap(folder, where, cap):
+def test_writing_512_mib_is_stopped_at_the_folders_cap(folder, monkeypatch, where, cap, server):
     """Is a kernel's writing of 512 MiB into /tmp, /dev/shm or its working folder stopped at
-    that folder's cap, leaving the grader's disk and the next kernel alone?"""
+    that folder's cap, forked from the kernel server or in a sandbox of its own, leaving the
+    grader's disk and the next kernel alone?"""
+    monkeypatch.setenv("BACKPROP_NINJA_KERNEL_SERVER", server)
     before = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     printed, forked, _ = run([WRITE.format(total=512 * MiB, chunk=16 * MiB), f"print(fill({where!r}))"], folder, timeout=120)
-    assert forked
+    assert forked == (server == "1")
     written, errno = eval(printed[1])
     assert errno == 28 and written <= sandbox.LEARNER[cap], f"{written // MiB} MiB written into {where} (errno {errno})"
     assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) == before
     again, forked, _ = run([WRITE.format(total=128 * MiB, chunk=16 * MiB), f"print(fill({where!r}))"], folder)
-    assert forked and again[1] == f"({128 * MiB}, 0)", "the next kernel has the folder's room back"
+    assert forked == (server == "1") and again[1] == f"({128 * MiB}, 0)", "the next kernel has the folder's room back"

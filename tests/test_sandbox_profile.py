@@ -34,3 +34,4 @@ def test_a_process_of_no_folder_of_its_own_starts_in_its_own_tmp():
     prof = sandbox.profile(None)
     assert prof.writable == () and prof.workdir == "/tmp"
     assert pairs(prof.command(), "--bind") == []
+

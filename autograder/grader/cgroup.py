@@ -6,7 +6,8 @@ moves the learner's first process into it before any of the learner's code runs 
 it starts is then inside too: a process cannot leave it, the sandbox shows no cgroup file
 system), and at the end kills whatever is left in it and removes it. Where the machine gives
 no writable memory cgroup (no root, a cgroup v2 tree whose controllers are not delegated),
-only the per-process limits hold (sandbox.LIMITS, KERNEL_LIMITS); which of the two holds is
+a learner's code runs in one process that may start no other (oneprocess.py), so that the
+per-process limits bound it whole (sandbox.LIMITS, KERNEL_LIMITS); which of the two holds is
 logged once per process.
 """
 import itertools
@@ -63,6 +64,8 @@ def base():
     """(version, folder) where learners' cgroups are made, or None; looked up and logged once,
     and the cgroups that grading processes now gone left there removed (sweep)."""
     global _base
+    if os.environ.get("BACKPROP_NINJA_MEMORY_CGROUP") == "0":
+        return None  # the instructor's word: a machine whose cgroups the grader must not touch
     if _base is False:
         _base = _find()
         log.info(describe())
@@ -100,7 +103,8 @@ def describe():
     found = base()
     if found:
         return f"each learner's memory is bounded across its processes (a memory cgroup v{found[0]} per learner)"
-    return "no writable memory cgroup: each learner's memory is bounded per process only (see sandbox.LIMITS)"
+    return ("no writable memory cgroup: each learner's code runs in one process that may start no other, "
+            "bounded by that process's memory limit (see sandbox.LIMITS)")
 
 
 class Learner:

@@ -44,7 +44,7 @@ import time
 
 import torch
 
-from . import tree
+from . import oneprocess, tree
 from .wire import WireError, ended, receive, send
 
 CHILD_SECONDS = 60  # CPU seconds of one exercise's child, unless the grader's setup says otherwise
@@ -96,12 +96,15 @@ def answer(value):
         return UNJUDGED + "an unreadable tensor"
 
 
-def run_child(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS):
+def run_child(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS, one_process=False):
     """In the forked child: replay one exercise by `rules` (replay.Rules) within cpu_seconds of
-    CPU, report over fd_out, read replies from fd_in."""
+    CPU (with `one_process`, starting no process: oneprocess.py), report over fd_out, read
+    replies from fd_in."""
     from .. import replay
     from . import detect
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    if one_process:
+        oneprocess.apply()
     harden()
 
     def give(case, run, name, value):
@@ -161,7 +164,7 @@ def learner(fd_in, fd_out):
     rules = replay.Rules(restricted, setup["statement_seconds"])  # answers run in RestrictedPython here
     cpu_seconds = int(setup.get("child_seconds", CHILD_SECONDS))
     for exercise, job in setup["jobs"].items():
-        relay(exercise, job, fd_in, fd_out, rules, cpu_seconds)
+        relay(exercise, job, fd_in, fd_out, rules, cpu_seconds, setup.get("one_process") is True)
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     send(fd_out, {"op": "end", "cpu_seconds": sum(u.ru_utime + u.ru_stime for u in usage)})
     _exit(0)
@@ -306,7 +309,7 @@ def remove(path):
     tree.remove(path)
 
 
-def relay(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS):
+def relay(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS, one_process=False):
     """Fork the child of one exercise and relay its messages; report `failed` if it does not
     end with its `done`."""
     to_child_r, to_child_w = os.pipe()
@@ -318,7 +321,7 @@ def relay(exercise, job, fd_in, fd_out, rules, cpu_seconds=CHILD_SECONDS):
             os.close(from_child_r)
             os.close(fd_in)
             os.close(fd_out)
-            run_child(exercise, job, to_child_r, from_child_w, rules, cpu_seconds)
+            run_child(exercise, job, to_child_r, from_child_w, rules, cpu_seconds, one_process)
         finally:
             _exit(70)  # never back into the server's loop
     os.close(to_child_r)

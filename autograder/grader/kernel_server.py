@@ -21,6 +21,7 @@ except ImportError:  # a learner's install: no kernels to sandbox here
 
 from .. import data
 from . import cgroup as cgroups
+from . import oneprocess
 from . import sandbox, tree, wire
 
 class KernelServer(sandbox.Spawned):
@@ -76,7 +77,8 @@ class KernelServer(sandbox.Spawned):
         holds a Popen), or None if the server cannot take it."""
         try:
             wire.send(self.to_child, {"op": "kernel", "cwd": cwd, "env": env, "argv": list(argv),
-                                      "limits": dict(sandbox.KERNEL_LIMITS), "work_bytes": sandbox.LEARNER["work_bytes"]},
+                                      "limits": dict(sandbox.KERNEL_LIMITS), "work_bytes": sandbox.LEARNER["work_bytes"],
+                                      "one_process": sandbox.one_process()},
                       time.monotonic() + 5)
             self.enter(time.monotonic() + 10)
             wire.send(self.to_child, {"op": "go"}, time.monotonic() + 5)
@@ -334,7 +336,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         uid = sandbox.sandbox_uid()
         self._prepare(kw.get("cwd") or os.getcwd(), uid)
         prefix = sandbox.bwrap_prefix(self._work, writable=[getattr(self, "_sockets", self._work)],
-                              readable=[self.connection_file], uid=uid)
+                                      readable=[self.connection_file], uid=uid, workdir="/tmp")
         if not prefix:
             warnings.warn("bubblewrap (bwrap) not found: the learner's kernel runs WITHOUT a sandbox")
         kw["env"] = self._own_env(env)
@@ -344,8 +346,21 @@ class SandboxedKernelManager(AsyncKernelManager):
         # Jupyter's messages, which SandboxedExecute caps
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
         self._bound = cgroups.Learner(sandbox.LEARNER["memory_bytes"])
-        kw["preexec_fn"] = sandbox.limiter(sandbox.KERNEL_LIMITS, session=False, cgroup=self._bound)  # jupyter_client starts its session
-        return await super()._async_launch_kernel(prefix + [sandbox.python_path(kernel_cmd[0]), *kernel_cmd[1:]], **kw)
+        one = sandbox.one_process()
+        seccomp = oneprocess.memfd() if one and prefix else None  # bwrap sets it just before the kernel starts
+        if seccomp is not None:
+            prefix[1:1] = ["--seccomp", str(seccomp)]
+            kw["pass_fds"] = (seccomp,)
+        kw["preexec_fn"] = sandbox.limiter(sandbox.KERNEL_LIMITS, session=False, cgroup=self._bound,  # jupyter_client starts its session
+                                           one_process=one and not prefix)
+        try:
+            if prefix and kernel_cmd[1:3] == ["-m", "ipykernel_launcher"]:  # its folder a size-capped tmpfs (kernels.own)
+                kernel_cmd = [kernel_cmd[0], "-m", "autograder.grader.kernels", "--own", self._work,
+                              str(sandbox.LEARNER["work_bytes"]), *kernel_cmd[3:]]
+            return await super()._async_launch_kernel(prefix + [sandbox.python_path(kernel_cmd[0]), *kernel_cmd[1:]], **kw)
+        finally:
+            if seccomp is not None:
+                os.close(seccomp)
 
     async def _async_cleanup_resources(self, restart=False):
         try:

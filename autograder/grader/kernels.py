@@ -1,4 +1,5 @@
-"""The sandboxed kernel server: `python -m autograder.grader.kernels IN OUT [--sandboxed]`.
+"""The sandboxed kernel server: `python -m autograder.grader.kernels IN OUT [--sandboxed]`
+(and a kernel in a sandbox of its own: `... --own FOLDER BYTES KERNEL_ARGS`, own()).
 
 Every notebook nbgrader runs starts a Jupyter kernel, and every kernel imports ipykernel,
 torch and matplotlib: about 2.5 s of CPU each, four times per learner, more than the
@@ -34,6 +35,7 @@ import select
 import signal
 import sys
 
+from . import oneprocess
 from .child import in_own_sandbox, isolate, isolation_works, main, seal, sweep
 from .wire import receive, send
 
@@ -131,9 +133,10 @@ def become(msg, isolated=True):
     os.setsid()  # a session and process group of its own, as jupyter_client starts a kernel
     if isolated:
         isolate(msg["cwd"], int(msg["work_bytes"]))
-    ctypes.CDLL(None).prctl(15, b"ipykernel", 0, 0, 0)  # PR_SET_NAME: what ps and top call it
     for name, value in msg["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value + 5) if name == "cpu_seconds" else (value, value))
+    if msg.get("one_process"):
+        oneprocess.apply()  # no process of its own: the limits above bound the learner whole
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -141,6 +144,28 @@ def become(msg, isolated=True):
     os.chdir(msg["cwd"])
     os.environ.clear()
     os.environ.update(msg["env"], PWD=msg["cwd"])  # PWD: as bubblewrap's --chdir sets it
+    return launch(msg["argv"])
+
+
+def own(work, work_bytes, argv):
+    """A kernel in a sandbox of its own (kernel_server.SandboxedKernelManager._launch_own,
+    started in the sandbox's /tmp so that nothing of the learner's folder is imported here):
+    its working folder `work` becomes a tmpfs of `work_bytes` holding its copy, as a forked
+    kernel's does (child.isolate), then `python -m ipykernel_launcher *argv` runs in it."""
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+    try:
+        isolate(work, work_bytes)
+    except OSError:
+        pass  # no unprivileged user namespaces: its files are capped one by one (RLIMIT_FSIZE)
+    os.chdir(work)
+    os.environ["PWD"] = work
+    return launch(argv)
+
+
+def launch(argv):
+    """Run `python -m ipykernel_launcher *argv` in this process; the exit code when it ends."""
+    ctypes.CDLL(None).prctl(15, b"ipykernel", 0, 0, 0)  # PR_SET_NAME: what ps and top call it
     import random
 
     import numpy
@@ -148,7 +173,7 @@ def become(msg, isolated=True):
     numpy.random.seed()
     import ipykernel_launcher
     from ipykernel import kernelapp
-    sys.argv = [ipykernel_launcher.__file__, *msg["argv"]]
+    sys.argv = [ipykernel_launcher.__file__, *argv]
     try:
         kernelapp.launch_new_instance(argv=sys.argv[1:])
         code = 0
@@ -160,4 +185,6 @@ def become(msg, isolated=True):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--own"] and len(sys.argv) > 4 and sys.argv[3].isdigit():
+        sys.exit(own(sys.argv[2], int(sys.argv[3]), sys.argv[4:]))
     main(serve, "autograder.grader.kernels")

@@ -101,7 +101,8 @@ class Server(sandbox.Spawned):
             wire.send(self.to_child, {"op": "learner"}, deadline)
             self.enter(deadline)
             wire.send(self.to_child, {"jobs": _detached(jobs), "statement_seconds": sandbox.LIMITS["statement_seconds"],
-                                      "child_seconds": sandbox.LIMITS["cpu_seconds"]}, deadline)
+                                      "child_seconds": sandbox.LIMITS["cpu_seconds"],
+                                      "one_process": sandbox.one_process()}, deadline)
             while not ended:
                 msg = wire.receive(self.from_child, deadline, MAX_MESSAGE)
                 if msg is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import data
 from . import cgroup as cgroups
-from . import tree, wire
+from . import oneprocess, tree, wire
 
 PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner side included
 # The bounds on learner code, in one place. A learner is one replay (the fork server's learner
@@ -42,8 +42,9 @@ PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner sid
 # |                               |                           | its copy of the submission inside          |
 # | IPC objects, keys             | the learner's own         | user+IPC namespace and session keyring per |
 # |                               |                           | learner (child.isolate): gone with it      |
-# Without a writable memory cgroup (logged once) memory is bounded per process only; without
-# unprivileged user namespaces a server serves one learner (a fresh sandbox each).
+# Without a writable memory cgroup (logged once), a learner's code runs in one process that may
+# start no other (oneprocess.py: a seccomp filter), so that its RLIMIT_AS of 6 GiB bounds all its
+# memory; without unprivileged user namespaces a server serves one learner (a fresh sandbox each).
 LIMITS = dict(cpu_seconds=60, wall_seconds=120, memory_bytes=6 * 2**30, file_bytes=64 * 2**20,
               processes=64, statement_seconds=10, open_files=256)
 KERNEL_LIMITS = dict(cpu_seconds=600, memory_bytes=6 * 2**30, file_bytes=64 * 2**20, processes=128, open_files=256)
@@ -55,6 +56,12 @@ KERNEL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NBGRADER_EXECUTION", "NBGRADER_VA
               "BACKPROP_NINJA_TRUSTED", "BACKPROP_NINJA_NAMES", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY")
 RUN_ENV = ("NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "BACKPROP_NINJA_TRUSTED")  # read by cells only
 _uids = itertools.count()
+
+
+def one_process():
+    """Whether a learner's code must run in one process (oneprocess.py): where no memory cgroup
+    bounds its processes together (cgroup.py), their product must stay within the bound."""
+    return cgroups.base() is None
 
 
 class SandboxError(RuntimeError):
@@ -139,25 +146,26 @@ class Profile:
         return args
 
 
-def profile(scratch, writable=(), readable=(), uid=None):
+def profile(scratch, writable=(), readable=(), uid=None, workdir=None):
     """The profile of a child confined to Python, the autograder package, the data and
-    `scratch` (its working folder; None: the sandbox's own /tmp, nothing of the machine's)."""
+    `scratch` (its working folder unless `workdir` says otherwise; None: the sandbox's own
+    /tmp, nothing of the machine's)."""
     ro = {"/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", "/etc/fonts", sys.base_prefix,
           sys.prefix, sysconfig.get_paths()["purelib"], str(PACKAGE), str(data.DEFAULT_PATH), *readable}
     return Profile(read_only=tuple(sorted(p for p in ro if os.path.exists(p))),
                    writable=tuple([str(scratch), *writable] if scratch else writable),
-                   workdir=str(scratch or "/tmp"), uid=uid,
+                   workdir=str(workdir or scratch or "/tmp"), uid=uid,
                    tmpfs=(("/dev/shm", LEARNER["shm_bytes"]), ("/tmp", LEARNER["tmp_bytes"])))
 
 
-def bwrap_prefix(scratch, writable=(), readable=(), uid=None):
+def bwrap_prefix(scratch, writable=(), readable=(), uid=None, workdir=None):
     """The bubblewrap command line of profile(...), or [] where bwrap is missing. Run as root,
     the child becomes `uid` (no capabilities, no new privileges); otherwise it stays the
     grader's own unprivileged user, in a user namespace."""
     if os.geteuid() == 0 and uid is not None and data.DEFAULT_PATH.exists() \
             and not data.DEFAULT_PATH.stat().st_mode & 0o004:
         data.DEFAULT_PATH.chmod(0o644)  # the public data set, readable by the sandbox's user
-    return profile(scratch, writable, readable, uid).command()
+    return profile(scratch, writable, readable, uid, workdir).command()
 
 
 def python_path(path):
@@ -166,9 +174,10 @@ def python_path(path):
     return os.path.abspath(path) if os.sep in path else path
 
 
-def limiter(limits, session=True, cgroup=None):
+def limiter(limits, session=True, cgroup=None, one_process=False):
     """A function run in the child before exec: a session of its own (and a session keyring of
-    its own, not the grader's), the learner's cgroup if any, and the limits."""
+    its own, not the grader's), the learner's cgroup if any, the limits, and with `one_process`
+    oneprocess.py's filter (the child may then start no process: not for bwrap)."""
     from .child import KEYCTL_JOIN_SESSION_KEYRING, SYSCALLS
     keyctl, libc = SYSCALLS.get(os.uname().machine, {}).get("keyctl"), ctypes.CDLL(None)
 
@@ -184,6 +193,8 @@ def limiter(limits, session=True, cgroup=None):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"],) * 2)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"],) * 2)
+        if one_process:
+            oneprocess.apply()
     return limit
 
 
