@@ -18,7 +18,7 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.grader import course, examples, grade, report
+from autograder.grader import course, examples, grade, report, sandbox
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 from conftest import is_kernel
@@ -345,8 +345,8 @@ def test_the_class_command_leaves_no_process_and_no_file_behind_in_either_mode(t
         assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "processes outlived the run"
         assert sorted(os.listdir(tmp)) == [], f"left behind in the temporary folder ({mode or 'full'})"
         pids = {p.pid for p in seen} | {proc.pid}  # the run's own sockets' folders, named by their makers' pids
-        maker = [re.match(r"ninja-kernels?-(\d+)-", f) for f in os.listdir("/tmp")]
-        assert [m.string for m in maker if m and int(m[1]) in pids] == [], "sockets' folders left in /tmp"
+        maker = [re.match(r"ninja-kernels?-(\d+)-", f) for base in sandbox.grading_folders() for f in os.listdir(base)]
+        assert [m.string for m in maker if m and int(m[1]) in pids] == [], "sockets' folders left behind"
     scores = course.scores(c)
     assert {s: scores[s][EX2[:-6]] for s in scores} == {"right": (4, 4), "blank": (0, 4)}
     rows = {r["student"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "s.csv")) if r["item"] == "total"}

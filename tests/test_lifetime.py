@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from autograder.grader import examples, grade
+from autograder.grader import examples, grade, sandbox
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
 from conftest import is_kernel
@@ -115,9 +115,9 @@ def marked(tmp):
 
 
 def kernel_folders(seen, tmp):
-    """The run's kernels' folders left in its TMPDIR or /tmp (named by the pids of their makers)."""
+    """The run's kernels' folders left in its TMPDIR, /tmp or /var/tmp (named by the pids of their makers)."""
     pids = {p.pid for p in seen}
-    return [f"{base}/{f}" for base in (tmp, "/tmp") for f in os.listdir(base)
+    return [f"{base}/{f}" for base in {str(tmp), *sandbox.grading_folders()} for f in os.listdir(base)
             if re.match(r"ninja-kernels?-(\d+)-", f) and int(f.split("-")[2]) in pids]
 
 

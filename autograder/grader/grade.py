@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import course, jobs, neutral, tree
+from . import course, jobs, neutral, sandbox, tree
 from ..exercises import EXERCISES
 
 # Seconds one worker takes for one learner (benchmarks/bench.py, README), and to start: the
@@ -238,8 +238,8 @@ def stop(pool):
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-# the folders a grading process makes in the temporary folder or /tmp (sandbox.socket_base),
-# named by its pid: its kernels' sockets and copies, its jobs' folders
+# the folders a grading process makes in the temporary folder, /tmp or /var/tmp
+# (sandbox.grading_folders), named by its pid: its kernels' sockets and copies, its jobs' folders
 LEFT = re.compile(r"(?:ninja-kernels?|ninja-kernel-work|bpn-job)-(\d+)-")
 
 
@@ -263,8 +263,7 @@ def _left(base):
 def remove_kernel_folders(pid):
     """What a killed grading process leaves of its kernels and jobs: their folders (sockets,
     copies, the job's files), named by its pid in the temporary folder or /tmp."""
-    import tempfile
-    for base in {tempfile.gettempdir(), "/tmp"}:
+    for base in sandbox.grading_folders():
         for path, maker in _left(base).items():
             if maker == pid:
                 tree.remove(path)  # whatever its kernels made there, however deep
@@ -274,9 +273,8 @@ def sweep_left():
     """What grading processes killed outright (SIGKILL, the out-of-memory killer: none of their
     clean-up ran) left: their folders in the temporary folder or /tmp, and their learners'
     memory cgroups, removed once the process that made them has ended."""
-    import tempfile
     from . import cgroup
-    for base in {tempfile.gettempdir(), "/tmp"}:
+    for base in sandbox.grading_folders():
         for path, maker in _left(base).items():
             if not cgroup.alive(maker):
                 tree.remove(path)

@@ -35,7 +35,7 @@ import select
 import signal
 import sys
 
-from . import oneprocess
+from . import oneprocess, writes
 from .child import in_own_sandbox, isolate, isolation_works, main, seal, sweep
 from .wire import receive, send
 
@@ -144,7 +144,16 @@ def become(msg, isolated=True):
     os.chdir(msg["cwd"])
     os.environ.clear()
     os.environ.update(msg["env"], PWD=msg["cwd"])  # PWD: as bubblewrap's --chdir sets it
+    confine(msg["cwd"], msg["argv"])
     return launch(msg["argv"])
+
+
+def confine(work, argv):
+    """Writes only into the kernel's capped folders, sockets only into its socket folder (writes.py)."""
+    try:
+        writes.only([work, "/tmp", "/dev/shm", "/dev"], writes.sockets_of(argv))
+    except OSError:
+        pass  # a kernel without Landlock's rules: its files there are capped one by one
 
 
 def own(work, work_bytes, argv):
@@ -160,6 +169,7 @@ def own(work, work_bytes, argv):
         pass  # no unprivileged user namespaces: its files are capped one by one (RLIMIT_FSIZE)
     os.chdir(work)
     os.environ["PWD"] = work
+    confine(work, argv)
     return launch(argv)
 
 

@@ -42,6 +42,8 @@ PACKAGE = Path(__file__).resolve().parent.parent  # autograder/, the learner sid
 # |                               |                           | its copy of the submission inside          |
 # | IPC objects, keys             | the learner's own         | user+IPC namespace and session keyring per |
 # |                               |                           | learner (child.isolate): gone with it      |
+# | writes elsewhere (a kernel)   | none; sockets only in its | Landlock (writes.py), where Linux has it   |
+# |                               | socket folder             |                                            |
 # Without a writable memory cgroup (logged once), a learner's code runs in one process that may
 # start no other (oneprocess.py: a seccomp filter), so that its RLIMIT_AS of 6 GiB bounds all its
 # memory; without unprivileged user namespaces a server serves one learner (a fresh sandbox each).
@@ -81,14 +83,25 @@ SOCKET_NAMES = len("/ninja-kernels-4194304-12345678/ninja-kernel-12345678/kernel
 
 
 def socket_base():
-    """Where the kernels' socket folders go: the temporary folder, or /tmp when its path is too
-    long for a Unix socket's below it (a TMPDIR deep in a home or a test's folder). Their names
-    carry the pid of the process that made them: whose they are, in a /tmp that
-    other runs share."""
+    """Where the kernels' socket folders go: the temporary folder, unless it lies below /tmp or
+    /dev (a kernel's sandbox has a tmpfs of its own there, where it may write freely, so its
+    socket folder would be writable too: writes.py) or its path is too long for a Unix
+    socket's below it (a TMPDIR deep in a home or a test's folder); then /var/tmp (or /tmp
+    where /var/tmp is not usable). Their names carry the pid of the process that made them:
+    whose they are, in a folder that other runs share."""
     base = tempfile.gettempdir()
-    if len(os.fsencode(base)) + SOCKET_NAMES > SUN_PATH and os.access("/tmp", os.W_OK | os.X_OK):
-        return "/tmp"
+    below = any(os.path.commonpath([os.path.realpath(base), p]) == p for p in ("/tmp", "/dev"))
+    if below or len(os.fsencode(base)) + SOCKET_NAMES > SUN_PATH:
+        for other in ("/var/tmp", "/tmp"):
+            if os.path.isdir(other) and os.access(other, os.W_OK | os.X_OK):
+                return other
     return base
+
+
+def grading_folders():
+    """Every folder where a grading process makes folders of its own (named by its pid): the
+    temporary folder, /tmp and socket_base()."""
+    return sorted({tempfile.gettempdir(), "/tmp", socket_base()})
 
 
 def sandbox_uid():
