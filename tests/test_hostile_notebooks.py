@@ -398,6 +398,8 @@ def test_the_pages_keep_the_math_images_and_notes_as_text(pages, chromium):
     html = page.read_text()
     assert html.count('class="math"') >= 2, "the course's math and the learner's are drawn"
     assert "data:image/png;base64" in html, "the learner's plot is shown"
+    view = next(p for p in formgrader if p.name.endswith(EX2 + ".html"))  # loads no MathJax either
+    assert view.read_text().count('class="math"') >= 2, "formgrader's view draws the math too"
     ex1 = next(p for p in feedback if p.parent.parent.name == "html" and p.name.startswith("ex1"))
     chromium.get(ex1.as_uri())
     assert "not a valid notebook" in chromium.find_element(By.TAG_NAME, "body").text

@@ -7,7 +7,8 @@ submission (which runs on the instructor's Jupyter origin, with the instructor's
 of them can run script. SafeHTML, an nbconvert preprocessor registered for every HTMLExporter in
 nbgrader_config.py (formgrader's and the feedback's), makes the notebook safe first:
 
-- markdown cells are rendered to HTML here (math left as text, attachments inlined as images),
+- markdown cells are rendered to HTML here (math drawn as images by mathimages.py, attachments
+  inlined as images),
   then cleaned by bleach (nbconvert's own sanitiser) with an allowlist: text markup, tables,
   details, images as inline data (data: addresses) only, links to http(s) and mailto only; the
   result is one HTML block, which nbconvert's markdown pass leaves as it is;
@@ -21,7 +22,8 @@ bleach escapes what it does not allow (it stays readable, as text), so nothing t
 disappears silently; an image from any other address (a tracking pixel) is not loaded: a short
 note with its address, as text, takes its place. No page loads anything from outside: the
 feedback page carries a Content-Security-Policy in its head (FEEDBACK_POLICY, set by
-feedback.FeedbackExporter) and formgrader's pages one in their headers (formgrader_policy). FeedbackExporter (feedback.py) calls the same function after drawing the math.
+feedback.FeedbackExporter, which makes its notebook safe with the same functions) and
+formgrader's pages one in their headers (formgrader_policy).
 """
 import html
 import re
@@ -153,10 +155,15 @@ def make_safe(nb):
 
 class SafeHTML(Preprocessor):
     """make_safe as an nbconvert preprocessor (see nbgrader_config.py): for every notebook an
-    HTMLExporter renders, unless it was made safe already (resources[MARK])."""
+    HTMLExporter renders, unless it was made safe already (resources[MARK]), with the math of
+    its markdown drawn first (mathimages.py: formgrader's view loads no MathJax either)."""
 
     def preprocess(self, nb, resources):
         if not (resources or {}).get(MARK):
+            from .mathimages import render_math
+            for cell in nb.cells:
+                if cell.cell_type == "markdown":
+                    cell.source = render_math(cell.source)
             make_safe(nb)
         return nb, resources
 
