@@ -52,3 +52,19 @@ def test_this_machine_runs_the_path_torch_picks_unforced(monkeypatch):
     unforced = cpu_matrix.unforced_capability()
     run, _ = cpu_matrix.capabilities(unforced, cpu_matrix.cpu_flags())
     assert run[-1] == unforced
+
+
+def test_the_unit_tests_run_at_one_thread_only_and_the_notebooks_at_both(monkeypatch):
+    """The unit tests are set to one thread by the suite's conftest: a second run under
+    OMP_NUM_THREADS=2 would repeat the first; the notebooks' cells run at both."""
+    import subprocess
+    seen = {}
+
+    def fake(args, env, **kw):
+        seen[env["OMP_NUM_THREADS"]] = args
+        return subprocess.CompletedProcess(args, 0, "1 passed", "")
+    monkeypatch.setattr(cpu_matrix.subprocess, "run", fake)
+    for threads in cpu_matrix.THREADS:
+        assert cpu_matrix.run(("default", threads))[1]
+    assert all(t in seen["1"] for t in cpu_matrix.UNIT_TESTS) and not set(cpu_matrix.UNIT_TESTS) & set(seen["2"])
+    assert all("notebooks" in args and "--nbval" in args for args in seen.values())

@@ -204,10 +204,12 @@ def test_plain_nbgrader_autograde_gives_the_same_scores(graded):
     assert course.scores(graded)["missing_keepdim"]["ex1_atomic_graph"] == (25, 26)  # one gradient wrong
 
 
-def test_without_a_memory_cgroup_each_learner_runs_in_one_process_and_scores_the_same(graded, tmp_path, monkeypatch):
+def test_without_a_memory_cgroup_each_learner_runs_in_one_process_and_scores_the_same(graded, tmp_path, monkeypatch,
+                                                                                     capsys):
     """Where no memory cgroup bounds a learner's processes together, its kernels and its replay
     run in one process each (oneprocess.py): do a right learner and one with a mistake keep
-    every graded cell's score, through nbgrader autograde and through scores-only mode?"""
+    every graded cell's score, through nbgrader autograde (the class runner's full mode) and
+    through scores-only mode?"""
     def grades(student):
         with Gradebook(f"sqlite:///{graded / 'gradebook.db'}") as gb:
             return {(nb.name, g.name): (g.score, g.max_score) for nb in
@@ -215,12 +217,12 @@ def test_without_a_memory_cgroup_each_learner_runs_in_one_process_and_scores_the
     students = ["solutions", "missing_keepdim"]
     before = {s: grades(s) for s in students}
     monkeypatch.setenv("BACKPROP_NINJA_MEMORY_CGROUP", "0")
-    for student in students:
-        course.nbgrader(graded, "autograde", course.ASSIGNMENT, "--student", student, "--force")
-    assert {s: grades(s) for s in students} == before
     from autograder.grader import grade
-    assert grade.main(["--course", str(graded), "--scores-only", "--csv", str(tmp_path / "s.csv")] +
-                      [a for s in students for a in ("--student", s)]) == 0
+    chosen = [a for s in students for a in ("--student", s)]
+    assert grade.main(["--course", str(graded), "--jobs", "2", "--force", *chosen]) == 0  # nbgrader autograde, 2 workers
+    assert "runs in one process that may start no other" in capsys.readouterr().out
+    assert {s: grades(s) for s in students} == before
+    assert grade.main(["--course", str(graded), "--scores-only", "--csv", str(tmp_path / "s.csv"), *chosen]) == 0
     totals = {r["student"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "s.csv")) if r["item"] == "total"}
     assert totals == {s: sum(v for v, _ in before[s].values()) for s in students}
 
