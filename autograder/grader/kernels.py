@@ -20,7 +20,9 @@ where unprivileged user namespaces are refused, it sweeps nothing and serves one
 Each kernel starts only once the grader moved it into the learner's memory cgroup (it says
 {"op": "forked"} and waits for {"op": "go"}), then isolates itself (child.isolate): its own
 user, IPC and mount namespaces and session keyring (no IPC object or key outlives it), and
-its working folder a size-capped tmpfs holding its copy of the submission.
+its working folder a size-capped tmpfs holding its copy of the submission; then it may write
+only there, in /tmp, /dev/shm and /dev, and make only sockets in its socket folder (writes.py).
+Where no memory cgroup bounds a learner, it may also start no process (oneprocess.py).
 
 What differs from a kernel started afresh: matplotlib read its configuration and built its
 font list in the server (a matplotlibrc in the learner's folder is not read), and Python's
