@@ -110,6 +110,13 @@ def graded(tmp_path_factory, generated_course):
     return c
 
 
+def cell_grades(c, student):
+    """{(notebook, graded cell): (score, most)} of one learner, as the gradebook holds them."""
+    with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:
+        return {(nb.name, g.name): (g.score, g.max_score) for nb in
+                gb.find_submission(course.ASSIGNMENT, student).notebooks for g in nb.grades}
+
+
 def total(scores):
     return sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
 
@@ -194,13 +201,9 @@ def test_plain_nbgrader_autograde_gives_the_same_scores(graded):
     """The parallel pipeline graded the class; does `nbgrader autograde` itself, run again for a
     learner with a mistake, give each of their graded cells the same score? (A whole class,
     item by item, is compared with plain nbgrader in tests/test_cluster.py.)"""
-    def grades(student):
-        with Gradebook(f"sqlite:///{graded / 'gradebook.db'}") as gb:
-            return {(nb.name, g.name): (g.score, g.max_score) for nb in
-                    gb.find_submission(course.ASSIGNMENT, student).notebooks for g in nb.grades}
-    before = grades("missing_keepdim")
+    before = cell_grades(graded, "missing_keepdim")
     course.nbgrader(graded, "autograde", course.ASSIGNMENT, "--student", "missing_keepdim", "--force")
-    assert grades("missing_keepdim") == before
+    assert cell_grades(graded, "missing_keepdim") == before
     assert course.scores(graded)["missing_keepdim"]["ex1_atomic_graph"] == (25, 26)  # one gradient wrong
 
 
@@ -210,18 +213,14 @@ def test_without_a_memory_cgroup_each_learner_runs_in_one_process_and_scores_the
     run in one process each (oneprocess.py): do a right learner and one with a mistake keep
     every graded cell's score, through nbgrader autograde (the class runner's full mode) and
     through scores-only mode?"""
-    def grades(student):
-        with Gradebook(f"sqlite:///{graded / 'gradebook.db'}") as gb:
-            return {(nb.name, g.name): (g.score, g.max_score) for nb in
-                    gb.find_submission(course.ASSIGNMENT, student).notebooks for g in nb.grades}
     students = ["solutions", "missing_keepdim"]
-    before = {s: grades(s) for s in students}
+    before = {s: cell_grades(graded, s) for s in students}
     monkeypatch.setenv("BACKPROP_NINJA_MEMORY_CGROUP", "0")
     from autograder.grader import grade
     chosen = [a for s in students for a in ("--student", s)]
     assert grade.main(["--course", str(graded), "--jobs", "2", "--force", *chosen]) == 0  # nbgrader autograde, 2 workers
     assert "runs in one process that may start no other" in capsys.readouterr().out
-    assert {s: grades(s) for s in students} == before
+    assert {s: cell_grades(graded, s) for s in students} == before
     assert grade.main(["--course", str(graded), "--scores-only", "--csv", str(tmp_path / "s.csv"), *chosen]) == 0
     totals = {r["student"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "s.csv")) if r["item"] == "total"}
     assert totals == {s: sum(v for v, _ in before[s].values()) for s in students}

@@ -9,7 +9,6 @@ from nbconvert.exporters import HTMLExporter
 
 from ..exercises import EXERCISES
 from ..score import verdict_of
-from .mathimages import render_math
 from .pages import MARK, make_safe, with_policy
 from .scoped import in_course
 
@@ -28,10 +27,7 @@ class FeedbackExporter(HTMLExporter):
         if not in_course(self, resources):
             return super().from_notebook_node(nb, resources, **kw)
         nb = copy.deepcopy(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "markdown":
-                cell.source = render_math(cell.source)
-        make_safe(nb)  # after the math is drawn: its images are kept, the learner's script is not
+        make_safe(nb)  # the math drawn as images, which it keeps; the learner's script it does not
         for cell in nb.cells:
             for out in cell.get("outputs", []):  # nbconvert warns about images without one
                 for kind in {"image/png", "image/jpeg"} & set(out.get("data", {})):

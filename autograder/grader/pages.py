@@ -130,7 +130,9 @@ def safe_output(out):
 
 
 def make_safe(nb):
-    """nb (changed in place) with nothing in it that can run script when rendered as HTML."""
+    """nb (changed in place) with nothing in it that can run script when rendered as HTML, and
+    the math of its markdown drawn as images (mathimages.py: no page here may load MathJax)."""
+    from .mathimages import render_math
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -142,7 +144,7 @@ def make_safe(nb):
         if cell.cell_type == "markdown":
             attachments = {name: {k: v for k, v in a.items() if k in ("image/png", "image/jpeg", "image/gif")}
                            for name, a in (cell.get("attachments") or {}).items() if isinstance(a, dict)}
-            cell.source = one_block(clean_html(render_markdown(cell.source, attachments)))
+            cell.source = one_block(clean_html(render_markdown(render_math(cell.source), attachments)))
             cell.pop("attachments", None)
         elif cell.cell_type == "raw":
             cell.source = html.escape(cell.source)
@@ -155,15 +157,10 @@ def make_safe(nb):
 
 class SafeHTML(Preprocessor):
     """make_safe as an nbconvert preprocessor (see nbgrader_config.py): for every notebook an
-    HTMLExporter renders, unless it was made safe already (resources[MARK]), with the math of
-    its markdown drawn first (mathimages.py: formgrader's view loads no MathJax either)."""
+    HTMLExporter renders (formgrader's view too), unless it was made safe already (resources[MARK])."""
 
     def preprocess(self, nb, resources):
         if not (resources or {}).get(MARK):
-            from .mathimages import render_math
-            for cell in nb.cells:
-                if cell.cell_type == "markdown":
-                    cell.source = render_math(cell.source)
             make_safe(nb)
         return nb, resources
 
