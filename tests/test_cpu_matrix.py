@@ -54,9 +54,19 @@ def test_this_machine_runs_the_path_torch_picks_unforced(monkeypatch):
     assert run[-1] == unforced
 
 
-def test_the_unit_tests_run_at_one_thread_only_and_the_notebooks_at_both(monkeypatch):
+def test_every_path_runs_at_two_threads_and_the_unforced_one_at_one_thread_too():
+    """The notebook trains at one thread whatever the setting: a 1-thread run of every path
+    would repeat its training; the cells around it are checked at one thread on torch's pick."""
+    assert cpu_matrix.settings(["default", "avx2", "avx512"], "avx512") == [
+        ("default", 2), ("avx2", 2), ("avx512", 2), ("avx512", 1)]
+    assert cpu_matrix.settings(["default"], "default") == [("default", 2), ("default", 1)]
+    # a pick the CPU's flags do not allow is not run at all, at any thread count
+    assert cpu_matrix.settings(["default", "avx2"], "avx512") == [("default", 2), ("avx2", 2)]
+
+
+def test_the_unit_tests_run_once_per_path_and_the_notebooks_in_every_setting(monkeypatch):
     """The unit tests are set to one thread by the suite's conftest: a second run under
-    OMP_NUM_THREADS=2 would repeat the first; the notebooks' cells run at both."""
+    another OMP_NUM_THREADS would repeat the first; the notebooks' cells run in every setting."""
     import subprocess
     seen = {}
 
@@ -64,7 +74,17 @@ def test_the_unit_tests_run_at_one_thread_only_and_the_notebooks_at_both(monkeyp
         seen[env["OMP_NUM_THREADS"]] = args
         return subprocess.CompletedProcess(args, 0, "1 passed", "")
     monkeypatch.setattr(cpu_matrix.subprocess, "run", fake)
-    for threads in cpu_matrix.THREADS:
+    for threads in (cpu_matrix.THREADS, cpu_matrix.ONE_THREAD):
         assert cpu_matrix.run(("default", threads))[1]
-    assert all(t in seen["1"] for t in cpu_matrix.UNIT_TESTS) and not set(cpu_matrix.UNIT_TESTS) & set(seen["2"])
+    assert all(t in seen["2"] for t in cpu_matrix.UNIT_TESTS) and not set(cpu_matrix.UNIT_TESTS) & set(seen["1"])
     assert all("notebooks" in args and "--nbval" in args for args in seen.values())
+
+
+def test_the_reference_notebook_trains_at_one_thread_whatever_the_setting():
+    """What lets the matrix run one thread on one path only (see settings above)."""
+    import nbformat
+    nb = nbformat.read(cpu_matrix.ROOT / "notebooks" / "backprop_ninja.ipynb", as_version=4)
+    training = [c.source for c in nb.cells if c.cell_type == "code" and "max_steps = 200_000" in c.source]
+    assert len(training) == 1
+    src = training[0]
+    assert "torch.set_num_threads(1)" in src and src.index("torch.set_num_threads(1)") < src.index("for i in range(max_steps)")

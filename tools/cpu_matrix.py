@@ -1,5 +1,6 @@
 """Run the checks of stored and asserted figures under every CPU kernel path torch can take on
-this machine, at 1 and at 2 threads: nbval over notebooks/ and the numeric unit tests.
+this machine, at 2 threads and (on the path torch picks) at 1: nbval over notebooks/ and the
+numeric unit tests.
 
     .venv/bin/python tools/cpu_matrix.py [--jobs N]
 
@@ -10,9 +11,15 @@ path the CPU cannot execute (then dies of an illegal instruction), so its echo o
 value proves nothing. The matrix runs the path torch picks unforced and every lower one
 (x86-64: avx512 > avx2 > default; arm64: sve256 > default), each only where the CPU's own
 flags (/proc/cpuinfo) have what it needs, and prints the paths it skipped and why (the unit
-tests, which run at one thread whatever the setting, only at OMP_NUM_THREADS=1). The
-settings run N at a time (default: one per core), each in its own pytest process; a failing
-setting's output is printed in full. Exit status 1 if any setting failed.
+tests, which run at one thread whatever the setting, once per path).
+
+Threads: every path runs at OMP_NUM_THREADS=2, as a learner's machine runs (Colab has two
+cores). One thread is checked on the path torch picks only: the reference notebook trains its
+200,000 steps at one thread whatever the setting (it calls torch.set_num_threads(1)), so a
+1-thread run of a path repeats that path's training exactly (50 of its 60 s) and differs only in
+the cells around it. The settings run N at a time (default: one per core), each in its own
+pytest process; a failing setting's output is printed in full. Exit status 1 if any setting
+failed.
 """
 import argparse
 import os
@@ -28,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LADDERS = {"x86": ["default", "avx2", "avx512"], "arm": ["default", "sve256"]}
 NEEDS = {"default": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"},
          "sve256": {"sve"}}
-THREADS = [1, 2]
+THREADS = 2        # every path
+ONE_THREAD = 1     # and the path torch picks
 NBVAL = ["--nbval", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks"]
 UNIT_TESTS = ["tests/test_compare.py", "tests/test_model.py", "tests/test_scoring.py", "tests/test_fairness.py"]
 
@@ -75,14 +83,19 @@ def capabilities(unforced, flags):
     return run, skipped + others
 
 
+def settings(caps, unforced):
+    """[(path, threads)]: every path at THREADS, and the path torch picks at ONE_THREAD too."""
+    return [(cap, THREADS) for cap in caps] + [(unforced, ONE_THREAD)] * (unforced in caps)
+
+
 def run(setting):
-    """(setting, ok, seconds, output) of one pytest run. The unit tests run at one thread only:
-    the suite's conftest sets every test to one thread (its one_thread fixture), so a second
-    run of them under OMP_NUM_THREADS=2 would compute exactly the same."""
+    """(setting, ok, seconds, output) of one pytest run. The unit tests run once per path, in
+    its THREADS setting: the suite's conftest sets every test to one thread (its one_thread
+    fixture), so a run of them under another OMP_NUM_THREADS would compute exactly the same."""
     cap, threads = setting
     env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    tests = UNIT_TESTS if threads == 1 else []
+    tests = UNIT_TESTS if threads == THREADS else []
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", *NBVAL, *tests],
                           cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return setting, proc.returncode == 0, time.perf_counter() - start, proc.stdout + proc.stderr
@@ -92,15 +105,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="settings run at once")
     args = parser.parse_args(argv)
-    caps, skipped = capabilities(unforced_capability(), cpu_flags())
+    unforced = unforced_capability()
+    caps, skipped = capabilities(unforced, cpu_flags())
     for cap, why in skipped:
         print(f"skipped ATEN_CPU_CAPABILITY={cap}: {why}", flush=True)
-    settings = [(cap, threads) for cap in caps for threads in THREADS]
-    print(f"nbval and the numeric unit tests under {len(settings)} settings: "
-          f"ATEN_CPU_CAPABILITY in {caps} x OMP_NUM_THREADS in {THREADS}", flush=True)
+    todo = settings(caps, unforced)
+    print(f"nbval and the numeric unit tests under {len(todo)} settings: ATEN_CPU_CAPABILITY in {caps} "
+          f"at OMP_NUM_THREADS={THREADS}, and {unforced} at OMP_NUM_THREADS={ONE_THREAD} (nbval only)", flush=True)
     failed = []
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for (cap, threads), ok, seconds, output in pool.map(run, settings):
+        for (cap, threads), ok, seconds, output in pool.map(run, todo):
             summary = output.strip().splitlines()[-1] if output.strip() else "no output"
             print(f"  ATEN_CPU_CAPABILITY={cap:7s} OMP_NUM_THREADS={threads}: "
                   f"{'ok' if ok else 'FAILED'} ({summary.strip('= ')}, {seconds:.0f} s)", flush=True)
