@@ -1,7 +1,9 @@
 """A class holding one learner of each hostile kind beside honest ones, graded every way: the
 class runner (full and --scores-only) and plain `nbgrader autograde` each exit 0, every right
-answer keeps its points, nothing is left in the run's temporary folder, and the ids reach the
-output inert."""
+answer keeps its points, nothing is left in the run's temporary folder, the ids reach the
+output inert, and a learner whose folder holds a tree the grader does not take (a folder 1,500
+levels deep, a sparse file of 1.5 GiB, a FIFO and a socket: test_learner_trees) is told what
+was left out and why."""
 import os
 import re
 
@@ -58,6 +60,7 @@ def build_class(c):
             nb.cells[at].source = HONEST_IDIOMS
         nbformat.write(nb, folder / EX2)
         if s == "deep":
+            (folder / "notes.txt").write_text("kept\n")
             deep_folder(folder, DEEP)
         if s == "sparse":
             with open(folder / "big.bin", "wb") as f:
@@ -66,15 +69,25 @@ def build_class(c):
             special_files(folder)
 
 
+def note(c, s):
+    """The grading note of the learner's graded Exercise 2 ('' if none, None if not graded)."""
+    path = c / "autograded" / s / ASSIGNMENT / EX2
+    if not path.is_file():
+        return None
+    nb = nbformat.read(path, as_version=4)
+    return nb.cells[0].source if nb.cells and nb.cells[0].get("id") == "grading_note" else ""
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, generated_course):
     """{run: (exit code, output, TMPDIR)} of the class runner, --scores-only and plain nbgrader
-    autograde, each with a TMPDIR of its own; the gradebook's scores after the full run."""
+    autograde, each with a TMPDIR of its own; after the full and the plain run, the gradebook's
+    scores and each learner's grading note."""
     base = tmp_path_factory.mktemp("hostile-class")
     try:
         c = generated_course(base / "course")
         build_class(c)
-        runs = grade_every_way(c, base, course.scores)
+        runs = grade_every_way(c, base, lambda c: (course.scores(c), {s: note(c, s) for s in LEARNERS}))
         yield c, runs
     finally:
         tree.remove(base)
@@ -94,7 +107,8 @@ def test_every_learner_of_a_hostile_class_gets_what_their_answer_deserves(graded
     """Does each learner get the Exercise 2 points their answer deserves (all but the one that
     raises on hidden batches), whatever else they handed in or did?"""
     _, runs = graded
-    assert {s: runs[run].get(s, {}).get(EX2[:-6]) for s in LEARNERS} == {s: (p, 4) for s, p in LEARNERS.items()}
+    scores, _ = runs[run]
+    assert {s: scores.get(s, {}).get(EX2[:-6]) for s in LEARNERS} == {s: (p, 4) for s, p in LEARNERS.items()}
 
 
 def test_scores_only_agrees_and_writes_inert_ids(graded):
@@ -113,3 +127,27 @@ def test_nothing_hidden_or_raw_reaches_the_instructors_terminal(graded):
         out = runs[run][1]
         assert "\x1b" not in out and "\x07" not in out
         assert "K48" not in out and not re.search(r"torch\.Size\(\[(19|48)", out)
+
+
+@pytest.mark.parametrize("run", ["after_full", "after_plain"])
+def test_the_learner_is_told_what_was_left_out_of_their_folder_and_why(graded, run):
+    """Does each learner with a tree the grader does not take find, in their graded notebook,
+    what of their folder was not used and why, and is their other file still there?"""
+    c, runs = graded
+    _, notes = runs[run]
+    assert None not in notes.values(), f"not graded: {[s for s in notes if notes[s] is None]}"
+    assert re.search(r"`d(/d)+` in your submission is more than \d+ folders deep", notes["deep"]), notes["deep"]
+    assert "`big.bin` in your submission is larger than" in notes["sparse"], notes["sparse"]
+    assert "`pipe` in your submission is a" in notes["special"] and "`sock` in your submission is a" in notes["special"]
+    assert (c / "autograded" / "deep" / ASSIGNMENT / "notes.txt").read_text() == "kept\n"
+    assert not (c / "autograded" / "sparse" / ASSIGNMENT / "big.bin").exists()
+    assert notes["honest"] == ""
+
+
+@pytest.mark.parametrize("run", ["full", "scores"])
+def test_the_class_runner_reports_what_it_left_out(graded, run):
+    """Does the class runner's output name, for each learner, what it left out and why?"""
+    _, out, _ = graded[1][run]
+    assert "left out of deep's submission" in out and "folders deep" in out
+    assert "left out of sparse's submission" in out and "`big.bin` is larger than" in out
+    assert "left out of honest's submission" not in out

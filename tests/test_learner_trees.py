@@ -1,23 +1,18 @@
 """Trees and files a learner controls: a folder thousands of levels deep (its path past
 PATH_MAX), a sparse file of 1.5 GiB, FIFOs and sockets, in a submission or made by the
 learner's kernel in its working folder. Does the grader walk, copy, read and remove them
-within its bounds (autograder/grader/tree.py), grade the rest of the class and the learner's
-right answers, tell the learner what was left out, and leave nothing behind?"""
+within its bounds (autograder/grader/tree.py) and leave nothing behind? (A class of such
+learners, graded every way, is in test_hostile_class: it keeps their right answers' points and
+tells each what was left out.)"""
 import os
-import re
 import socket
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell
 
-from autograder.exercises import EXERCISES
-from autograder.grader import course, examples, kernel_server, sandbox, tree
+from autograder.grader import kernel_server, sandbox, tree
 from autograder.grader.course import ASSIGNMENT
-from conftest import grade_every_way
 
-EX2 = EXERCISES["ex2"].notebook
 DEEP = 1500  # folders: past Python's recursion limit, and their path past PATH_MAX
 
 
@@ -205,104 +200,3 @@ def test_a_kernel_that_makes_deep_folders_releases_its_server_and_leaves_nothing
         assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
     finally:
         kernel_server.kernel_servers.stop()
-
-
-# --- a class with such learners, graded every way -------------------------------------------
-
-LEARNERS = ["honest", "deep", "sparse", "special", "deep-kernel"]
-
-
-def build_class(c):
-    """Each learner submits the right Exercise 2; all but 'honest' add a hostile tree."""
-    read = lambda p: nbformat.read(p, as_version=4)  # noqa: E731
-    right = examples.solved(read(c / "release" / ASSIGNMENT / EX2), read(c / "source" / ASSIGNMENT / EX2))
-    folders = {}
-    for s in LEARNERS:
-        folders[s] = c / "submitted" / s / ASSIGNMENT
-        folders[s].mkdir(parents=True)
-        nb = right
-        if s == "deep-kernel":
-            nb = nbformat.from_dict(right)
-            at = next(i for i, cell in enumerate(nb.cells)
-                      if cell.metadata.get("nbgrader", {}).get("grade_id") == "ex2_dlogits")
-            nb.cells[at + 1:at + 1] = [new_code_cell(src) for src in DEEP_CELLS]
-        nbformat.write(nb, folders[s] / EX2)
-    (folders["deep"] / "notes.txt").write_text("kept\n")
-    deep_folder(folders["deep"], DEEP)
-    with open(folders["sparse"] / "big.bin", "wb") as f:
-        f.truncate(int(1.5 * 2**30))
-    special_files(folders["special"])
-
-
-def note(c, s):
-    """The grading note of the learner's graded Exercise 2 ('' if none, None if not graded)."""
-    path = c / "autograded" / s / ASSIGNMENT / EX2
-    if not path.is_file():
-        return None
-    nb = nbformat.read(path, as_version=4)
-    return nb.cells[0].source if nb.cells and nb.cells[0].get("id") == "grading_note" else ""
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, generated_course):
-    """The class graded by `python -m autograder.grade`, by `--scores-only` and by plain
-    `nbgrader autograde`, each with a TMPDIR of its own: {run: (exit code, output, TMPDIR)}."""
-    base = tmp_path_factory.mktemp("trees")
-    try:
-        c = generated_course(base / "course")
-        build_class(c)
-        runs = grade_every_way(c, base, lambda c: (course.scores(c), {s: note(c, s) for s in LEARNERS}),
-                               jobs=2, timeout=1200)
-        yield c, runs
-    finally:
-        tree.remove(base)  # the deep trees too (see tmp_path)
-
-
-@pytest.mark.parametrize("run", ["full", "scores", "plain"])
-def test_every_way_of_grading_exits_0_and_leaves_nothing_in_its_temporary_folder(graded, run):
-    """Does each run (the class runner in both modes, plain nbgrader autograde with the
-    course's configuration) exit 0, and leave its TMPDIR empty: no kernel's working copy, no
-    job's course, nothing of a deep tree?"""
-    c, runs = graded
-    code, out, tmp = runs[run]
-    assert code == 0, out[-4000:]
-    assert os.listdir(tmp) == [], f"left behind: {os.listdir(tmp)}"
-
-
-@pytest.mark.parametrize("run", ["after_full", "after_plain"])
-def test_every_learner_gets_the_points_of_their_right_answer(graded, run):
-    """Is every learner, the hostile ones too, given the 4 points of their right Exercise 2,
-    in the class runner's full mode and under plain nbgrader autograde?"""
-    c, runs = graded
-    scores, _ = runs[run]
-    assert {s: scores.get(s, {}).get(EX2[:-6]) for s in LEARNERS} == {s: (4, 4) for s in LEARNERS}
-
-
-def test_scores_only_scores_every_learner(graded):
-    c, runs = graded
-    totals = {r["student"]: float(r["score"]) for r in runs["csv"] if r["item"] == "total"}
-    assert totals == {s: 4.0 for s in LEARNERS}
-
-
-@pytest.mark.parametrize("run", ["after_full", "after_plain"])
-def test_the_learner_is_told_what_was_left_out_of_their_folder_and_why(graded, run):
-    """Does each hostile learner's graded notebook say what of their folder was not used and
-    why, and is their other file still there?"""
-    c, runs = graded
-    _, notes = runs[run]
-    assert None not in notes.values(), f"not graded: {[s for s in notes if notes[s] is None]}"
-    assert re.search(r"`d(/d)+` in your submission is more than \d+ folders deep", notes["deep"]), notes["deep"]
-    assert "`big.bin` in your submission is larger than" in notes["sparse"], notes["sparse"]
-    assert "`pipe` in your submission is a" in notes["special"] and "`sock` in your submission is a" in notes["special"]
-    assert (c / "autograded" / "deep" / ASSIGNMENT / "notes.txt").read_text() == "kept\n"
-    assert not (c / "autograded" / "sparse" / ASSIGNMENT / "big.bin").exists()
-    assert notes["honest"] == ""
-
-
-@pytest.mark.parametrize("run", ["full", "scores"])
-def test_the_class_runner_reports_what_it_left_out(graded, run):
-    """Does the class runner's output name, for each learner, what it left out and why?"""
-    _, out, _ = graded[1][run]
-    assert "left out of deep's submission" in out and "folders deep" in out
-    assert "left out of sparse's submission" in out and "`big.bin` is larger than" in out
-    assert "left out of honest's submission" not in out
