@@ -44,13 +44,13 @@ demo: need-bwrap-demo data
 # avx2, avx512) at 2 threads, and torch's own pick at 1 thread too, two settings at a time: float32 results differ in their
 # last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite,
 # every tier, on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them
-# (its fixtures are built once), then the browser test alone (a learner's JupyterLab in real
+# (its fixtures are built once), longest first (the order of tests/conftest.py's SLOW), then the browser test alone (a learner's JupyterLab in real
 # time, with a real browser's waits); plain pytest runs the fast tier in one process. The
 # slowest 25 steps are listed at the end: where the suite's time goes.
 TEST_WORKERS ?= 2
 test: need-bwrap-test data
 	$(PY) tools/cpu_matrix.py
-	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile --durations=25 --ignore=tests/test_browser.py tests
+	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=tests/test_browser.py tests
 	$(PY) -m pytest -m "" tests/test_browser.py
 
 # The learner's JupyterLab 4, with nbgrader's Validate button, on 127.0.0.1 only. It serves a
