@@ -439,11 +439,21 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def usable_cores():
+    """The cores this process may run on: its CPU affinity (what taskset, a container's cpuset or
+    a batch scheduler leaves it), not the machine's count, which os.cpu_count() gives."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this system (macOS)
+        return os.cpu_count() or 1
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Grade every submission of the class.")
     p.add_argument("--course", default=".", help="the course folder (default: here)")
     p.add_argument("--assignment", default=course.ASSIGNMENT, help="the assignment (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count(), help="learners graded at once (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=usable_cores(),
+                   help="learners graded at once (default: the cores this process may use, %(default)s)")
     p.add_argument("--cluster", metavar="tcp://HOST:PORT",
                    help="grade on this Dask scheduler's workers instead of local processes (--jobs is then ignored)")
     p.add_argument("--student", action="append", metavar="ID", help="grade only this learner (repeatable)")
@@ -528,7 +538,7 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
         except SchedulerGone as e:
             print(f"error: {e}; nothing was graded", file=sys.stderr)
             return 3
-        running = workers.size if args.cluster else max(1, min(args.jobs, os.cpu_count() or 1))
+        running = workers.size if args.cluster else max(1, min(args.jobs, usable_cores()))
         estimate = SECONDS_TO_START + math.ceil(len(todo) / running) * SECONDS_PER_LEARNER[mode]
         with Progress(total=len(todo), unit="learner", file=sys.stdout, estimate=estimate, trust_after=running) as bar:
             # jobs are read and sent a few ahead of the workers, not the whole class at once
