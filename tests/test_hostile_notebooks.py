@@ -27,6 +27,7 @@ from conftest import free_port, headless_chromium, loopback_listener
 
 EX1, EX2, EX3, EX4 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3", "ex4"))
 NOTEBOOK_SECONDS = 40  # the test course's budget per notebook (the course's own: execute.py)
+CELL_SECONDS = 15  # and per cell (the course's: 120): the 'hang' learner's loop burns a core that long
 MAX_OUTPUT = 2**18  # and its cap on one output (a notebook's: 4 of them)
 
 
@@ -180,6 +181,7 @@ def hostile(tmp_path_factory, generated_course):
     c = generated_course(tmp_path_factory.mktemp("hostile") / "course")
     with open(c / "nbgrader_config.py", "a") as f:
         f.write(f"\nc.SandboxedExecute.notebook_seconds = {NOTEBOOK_SECONDS}\nc.SandboxedExecute.learner_seconds = 120\n"
+                f"c.SandboxedExecute.timeout = {CELL_SECONDS}\n"
                 f"c.SandboxedExecute.max_output_bytes = {MAX_OUTPUT}\n"
                 f"c.SandboxedExecute.max_notebook_output_bytes = {4 * MAX_OUTPUT}\n")
     build_class(c)
