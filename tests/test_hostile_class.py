@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell
 from autograder.exercises import EXERCISES
 from autograder.grader import course, examples, tree
 from autograder.grader.course import ASSIGNMENT
-from conftest import grade_every_way
+from conftest import grade_every_way, grading_note
 from test_learner_trees import DEEP, DEEP_CELLS, deep_folder, special_files
 
 pytestmark = pytest.mark.skipif(not tree.os.path.exists("/usr/bin/bwrap"), reason="grading runs under bubblewrap")
@@ -72,10 +72,7 @@ def build_class(c):
 def note(c, s):
     """The grading note of the learner's graded Exercise 2 ('' if none, None if not graded)."""
     path = c / "autograded" / s / ASSIGNMENT / EX2
-    if not path.is_file():
-        return None
-    nb = nbformat.read(path, as_version=4)
-    return nb.cells[0].source if nb.cells and nb.cells[0].get("id") == "grading_note" else ""
+    return grading_note(nbformat.read(path, as_version=4)) if path.is_file() else None
 
 
 @pytest.fixture(scope="module")

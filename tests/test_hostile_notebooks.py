@@ -23,7 +23,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_raw_cell
 from autograder.grader import course, examples, grade
 from autograder.grader.course import ASSIGNMENT
 from autograder.exercises import EXERCISES
-from conftest import free_port, headless_chromium, loopback_listener
+from conftest import free_port, grading_note as note, headless_chromium, loopback_listener
 
 EX1, EX2, EX3, EX4 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3", "ex4"))
 NOTEBOOK_SECONDS = 40  # the test course's budget per notebook (the course's own: execute.py)
@@ -201,10 +201,6 @@ def hostile(tmp_path_factory, generated_course):
     runs["csv"] = list(csv.DictReader(open(csv_path)))
     (c / "timings.json").write_text(json.dumps({k: runs[k] for k in ("full_seconds", "plain_seconds")}))
     return c, runs
-
-
-def note(nb):
-    return nb.cells[0].source if nb is not None and nb.cells and nb.cells[0].get("id") == "grading_note" else ""
 
 
 def outputs(nb):
