@@ -41,12 +41,13 @@ demo: need-bwrap-demo data
 	$(PY) -m autograder.demo
 
 # nbval and the numeric unit tests under every CPU kernel path torch can take here (default,
-# avx2, avx512) at 2 threads, and torch's own pick at 1 thread too, two settings at a time: float32 results differ in their
-# last digits, what is stored or asserted must not (tools/cpu_matrix.py). Then the whole suite,
-# every tier, on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them
-# (its fixtures are built once), longest first (the order of tests/conftest.py's SLOW), then the browser test alone (a learner's JupyterLab in real
-# time, with a real browser's waits); plain pytest runs the fast tier in one process. The
-# slowest 25 steps are listed at the end: where the suite's time goes.
+# avx2, avx512) at 2 threads, and torch's own pick at 1 thread too, two settings at a time:
+# float32 results differ in their last digits, what is stored or asserted must not
+# (tools/cpu_matrix.py). Then the whole suite, every tier, on TEST_WORKERS processes
+# (pytest-xdist), each test module whole on one of them (its fixtures are built once), longest
+# first (the order of tests/conftest.py's SLOW), then the browser test alone (a learner's
+# JupyterLab in real time, with a real browser's waits); plain pytest runs the fast tier in one
+# process. The slowest 25 steps are listed at the end: where the suite's time goes.
 TEST_WORKERS ?= 2
 test: need-bwrap-test data
 	$(PY) tools/cpu_matrix.py

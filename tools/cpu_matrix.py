@@ -10,16 +10,16 @@ its path from the CPU; ATEN_CPU_CAPABILITY makes it take another, and torch obey
 path the CPU cannot execute (then dies of an illegal instruction), so its echo of a forced
 value proves nothing. The matrix runs the path torch picks unforced and every lower one
 (x86-64: avx512 > avx2 > default; arm64: sve256 > default), each only where the CPU's own
-flags (/proc/cpuinfo) have what it needs, and prints the paths it skipped and why (the unit
-tests, which run at one thread whatever the setting, once per path).
+flags (/proc/cpuinfo) have what it needs, and prints the paths it skipped and why. The unit
+tests run at one thread whatever the setting, so they run once per path.
 
 Threads: every path runs at OMP_NUM_THREADS=2, as a learner's machine runs (Colab has two
 cores). One thread is checked on the highest path run only (torch's pick, where the CPU's flags
 allow it): the reference notebook trains its 200,000 steps at one thread whatever the setting
 (it calls torch.set_num_threads(1)), so a 1-thread run of a path repeats that path's training
 exactly (50 of its 60 s) and differs only in the cells around it. The settings run N at a time
-(default: one per core), each in its own pytest process; a failing setting's output is printed
-in full. Exit status 1 if any setting failed.
+(default: one per core this process may use), each in its own pytest process; a failing
+setting's output is printed in full. Exit status 1 if any setting failed.
 """
 import argparse
 import os
@@ -29,6 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from autograder.grader.grade import usable_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 # The kernel paths of torch (2.0 to 2.13), lowest first, per architecture, and the CPU flags
 # (as /proc/cpuinfo names them) each needs, as ATen's own dispatch checks them.
@@ -36,7 +38,7 @@ LADDERS = {"x86": ["default", "avx2", "avx512"], "arm": ["default", "sve256"]}
 NEEDS = {"default": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"},
          "sve256": {"sve"}}
 THREADS = 2        # every path
-ONE_THREAD = 1     # and the path torch picks
+ONE_THREAD = 1     # and the highest path run
 NBVAL = ["--nbval", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks"]
 UNIT_TESTS = ["tests/test_compare.py", "tests/test_model.py", "tests/test_scoring.py", "tests/test_fairness.py"]
 
@@ -104,7 +106,8 @@ def run(setting):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="settings run at once")
+    parser.add_argument("--jobs", type=int, default=usable_cores(),
+                        help="settings run at once (default: the cores this process may use, %(default)s)")
     args = parser.parse_args(argv)
     caps, skipped = capabilities(unforced_capability(), cpu_flags())
     for cap, why in skipped:
