@@ -8,6 +8,15 @@ import re
 
 MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$", re.S)
 CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+# What one notebook's math may cost to draw (about 10 ms a formula, more for a long one): the
+# course's own notebooks hold at most 37 formulas and 706 characters of TeX. A learner's
+# markdown is not bounded otherwise, so beyond this its math is shown as code.
+FORMULAS = 200
+CHARACTERS = 5000
+
+
+def as_code(tex):
+    return f"<code>{html.escape(' '.join(tex.split()))}</code>"
 
 
 def tex_image(tex, display=False):
@@ -28,15 +37,29 @@ def tex_image(tex, display=False):
             svg = io.BytesIO()
             fig.savefig(svg, format="svg", metadata={"Date": None})
     except Exception:  # mathtext knows most of TeX's math, not all of it
-        return f"<code>{html.escape(source)}</code>"
+        return as_code(source)
     img = (f'<img class="math" alt="{html.escape(source)}" style="vertical-align: {-depth:.1f}pt" '
            f'src="data:image/svg+xml;base64,{base64.b64encode(svg.getvalue()).decode()}">')
     return f'<span style="display: block; text-align: center; margin: 0.5em 0">{img}</span>' if display else img
 
 
-def render_math(markdown):
-    """Markdown with its $...$ and $$...$$ math drawn as images (code spans left alone)."""
-    parts = CODE.split(markdown)
-    for i in range(0, len(parts), 2):
-        parts[i] = MATH.sub(lambda m: tex_image(m.group(1) or m.group(2), display=m.group(1) is not None), parts[i])
-    return "".join(parts)
+def math_renderer(formulas=FORMULAS, characters=CHARACTERS):
+    """render(markdown) for the markdown cells of one notebook: each with its $...$ and $$...$$
+    math drawn as images (code spans left alone), until the notebook has drawn `formulas`
+    formulas or `characters` characters of TeX; math beyond that is shown as code."""
+    left = {"formulas": formulas, "characters": characters}
+
+    def draw(m):
+        tex = m.group(1) or m.group(2)
+        if left["formulas"] < 1 or len(tex) > left["characters"]:
+            return as_code(tex)
+        left["formulas"] -= 1
+        left["characters"] -= len(tex)
+        return tex_image(tex, display=m.group(1) is not None)
+
+    def render(markdown):
+        parts = CODE.split(markdown)
+        for i in range(0, len(parts), 2):
+            parts[i] = MATH.sub(draw, parts[i])
+        return "".join(parts)
+    return render

@@ -131,8 +131,10 @@ def safe_output(out):
 
 def make_safe(nb):
     """nb (changed in place) with nothing in it that can run script when rendered as HTML, and
-    the math of its markdown drawn as images (mathimages.py: no page here may load MathJax)."""
-    from .mathimages import render_math
+    the math of its markdown drawn as images, within mathimages.py's budget per notebook (no page
+    here may load MathJax)."""
+    from .mathimages import math_renderer
+    render_math = math_renderer()  # one budget for the notebook's math
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
