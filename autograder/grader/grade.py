@@ -335,6 +335,9 @@ class ClusterWorkers:
 
     def __init__(self, address, timeout=20):
         from distributed import Client
+        refused = self.refused(address)
+        if refused:  # Dask's Client would retry for `timeout` seconds before saying so
+            raise SchedulerGone(f"cannot reach the Dask scheduler at {address}: {refused}")
         try:
             self.client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:
@@ -342,6 +345,25 @@ class ClusterWorkers:
         self.address = address
         self.size = max(1, sum(self.client.nthreads().values()))
         self._packs, self._futures, self._lost_since, self._counted = {}, [], None, 0.0
+
+    @staticmethod
+    def refused(address):
+        """Why a tcp:// address refuses a connection now ('' if it accepts one, or the scheme
+        is another): nothing listens on a scheduler's port that was stopped or mistyped."""
+        import socket
+        from distributed.comm import parse_address
+        from distributed.comm.addressing import parse_host_port
+        try:
+            scheme, location = parse_address(address)
+            if scheme != "tcp":
+                return ""
+            host, port = parse_host_port(location)
+            with socket.create_connection((host, port), timeout=5):
+                return ""
+        except ConnectionRefusedError:
+            return "nothing listens there (connection refused)"
+        except (OSError, ValueError, TypeError):
+            return ""  # unresolved, slow or odd: Dask's Client says what it is
 
     def capacity(self):
         """Learners the cluster grades at once (its workers' threads), asked at most every 5 s."""
