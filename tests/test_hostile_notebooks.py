@@ -26,7 +26,7 @@ from autograder.exercises import EXERCISES
 from conftest import free_port, grading_note as note, headless_chromium, loopback_listener
 
 EX1, EX2, EX3, EX4 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3", "ex4"))
-NOTEBOOK_SECONDS = 40  # the test course's budget per notebook (the course's own: execute.py)
+NOTEBOOK_SECONDS = 30  # the test course's budget per notebook (the course's own: execute.py)
 CELL_SECONDS = 15  # and per cell (the course's: 120): the 'hang' learner's loop burns a core that long
 MAX_OUTPUT = 2**18  # and its cap on one output (a notebook's: 4 of them)
 
@@ -322,8 +322,8 @@ def ran_script(driver, beacon, url):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     before = len(beacon)
-    driver.get(url)
-    time.sleep(1.5)
+    driver.get(url)  # returns after the load event: every onload and onerror has fired by then,
+    time.sleep(0.5)  # and a beacon request a script sent over loopback has arrived
     for el in driver.find_elements(By.CSS_SELECTOR, "b, img, a[id=jslink]")[:50]:
         try:
             ActionChains(driver).move_to_element(el).perform()
