@@ -2,6 +2,7 @@
 (matplotlib's mathtext), so that a page shows it where no MathJax script runs or may load (the
 feedback page, formgrader's view of a submission: pages.py forbids loading from outside)."""
 import base64
+import functools
 import html
 import io
 import re
@@ -19,9 +20,27 @@ def as_code(tex):
     return f"<code>{html.escape(' '.join(tex.split()))}</code>"
 
 
+# Every learner's notebook repeats the course's formulas: a process drawing many pages
+# (generate_feedback, formgrader) draws each once. Only formulas of the course's size are kept,
+# so what the cache holds stays small whatever learners write.
+CACHED = 512       # formulas
+CACHED_LENGTH = 200  # characters of TeX, at most, of a formula kept
+
+
 def tex_image(tex, display=False):
     """LaTeX math as an inline SVG image (matplotlib's mathtext: no MathJax, no network), or
     the source as code where mathtext cannot draw it."""
+    if len(tex) <= CACHED_LENGTH:
+        return _cached(tex, display)
+    return _draw(tex, display)
+
+
+@functools.lru_cache(maxsize=CACHED)
+def _cached(tex, display):
+    return _draw(tex, display)
+
+
+def _draw(tex, display):
     from matplotlib import rc_context
     from matplotlib.figure import Figure
     from matplotlib.font_manager import FontProperties
