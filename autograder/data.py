@@ -23,7 +23,6 @@ import urllib.request
 from pathlib import Path
 
 import platformdirs
-import torch
 
 URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -142,6 +141,7 @@ def build_dataset(words, block_size=BLOCK_SIZE):
     """X (N, block_size) int64 contexts and Y (N,) int64 next characters: for each character of
     each name and its closing '.', the block_size characters before it ('.'-padded), as the
     lecture's loop builds them, here gathered at once from the names laid end to end."""
+    import torch  # here, not at the top: the class runner finds names.txt without torch
     seq, targets = [], []  # each name as [0] * block_size + its characters + [0]
     for w in words:
         start = len(seq) + block_size

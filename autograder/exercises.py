@@ -4,9 +4,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
-from . import data, model
+from . import data, network
 
 EX1_STAGES = {  # answer cell id -> the gradients it defines, in the lecture's order
     "ex1_loss_chain": ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
@@ -61,7 +59,7 @@ NETWORK_PRODUCTS = (("embcat", "W1"), ("h", "W2"))
 
 EXERCISES = {
     "ex1": Exercise("ex1", "ex1_atomic_graph.ipynb", EX1_STAGES,
-                    {k: 1 for k in model.GRAD_NAMES}, true_upstream=True,
+                    {k: 1 for k in network.GRAD_NAMES}, true_upstream=True,
                     random_upstream={"logit_maxes": "norm_logits", "b1": "hprebn"}, named_mistakes=True,
                     products=NETWORK_PRODUCTS),
     "ex2": Exercise("ex2", "ex2_cross_entropy.ipynb", {"ex2_dlogits": ["logits"]}, {"logits": 4},
@@ -72,7 +70,7 @@ EXERCISES = {
                     forward=("bnmeani", "bndiff", "bndiff2", "bnvar", "bnvar_inv", "bnraw", "hpreact"),
                     cost_bound=1000),
     "ex4": Exercise("ex4", "ex4_training.ipynb", {"ex4_backward": []},
-                    {k: 1 for k in model.PARAM_NAMES}, n_hidden=200,
+                    {k: 1 for k in network.PARAM_NAMES}, n_hidden=200,
                     extra_tests={"training": 3}, kind="function", products=NETWORK_PRODUCTS),
 }
 
@@ -81,7 +79,7 @@ EXERCISES = {
 # hidden ones use other seeds and batch sizes, so `1/32` written for `1/n` is caught. These
 # public ones are for practice (tests, a learner's own run of the instructor's tests): a
 # course grades on hidden cases drawn from its own secret (see `course_cases`).
-CASES = [("notebook", model.SEED, None, 32), ("hidden_a", 1337, 7, 48), ("hidden_b", 4242, 99, 19)]
+CASES = [("notebook", network.SEED, None, 32), ("hidden_a", 1337, 7, 48), ("hidden_b", 4242, 99, 19)]
 SECRET_FILE = "backprop_ninja_secret.json"  # beside nbgrader_config.py; never released or committed
 
 
@@ -134,6 +132,9 @@ def training_set():
 
 def case_inputs(case, n_hidden=64):
     """(params, Xb, Yb) for one case; the notebook case continues the parameters' generator."""
+    import torch
+
+    from . import model
     _, pseed, bseed, n = case
     g = torch.Generator().manual_seed(pseed)
     params = model.init_params(n_hidden, g)
@@ -149,11 +150,17 @@ TRAIN_SEED = 31337
 
 def training_params(setting=PRACTICE, n_hidden=200):
     """Exercise 4's short run starts here."""
+    import torch
+
+    from . import model
     g = torch.Generator().manual_seed(setting.train_param_seed)
     return list(model.init_params(n_hidden, g).values())
 
 
 def training_batches(steps=TRAIN_STEPS, batch_size=32, seed=TRAIN_SEED):
+    import torch
+
+    from . import model
     g = torch.Generator().manual_seed(seed)
     Xtr, Ytr = training_set()
     return [model.sample_batch(Xtr, Ytr, batch_size, g) for _ in range(steps)]
