@@ -1,6 +1,6 @@
 """The grader's side of the replay: one sandboxed fork server per grading process (child.py),
-a learner's answers replayed in it, each answer the child reports checked (torch.load with
-weights_only=True, then score.valid) and answered with the value the child may use from
+a learner's answers replayed in it, each answer the child reports checked (wire.decode, then
+score.valid) and answered with the value the child may use from
 then on. The sandbox itself (bubblewrap, the limits) is sandbox.py's."""
 import atexit
 import os
