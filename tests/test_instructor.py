@@ -226,8 +226,8 @@ def test_a_misspelled_assignment_is_an_error(graded, capsys):
 def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     """In a course that calls the assignment hw4 and gives Exercise 3's test cell 6 points in its
     source, do `--scores-only` and the gradebook agree on every learner's score? Its
-    configuration names the course's folder by its absolute path, as a JupyterHub's often
-    does: each job still grades in the folder of its own it is given."""
+    configuration names the course's folder and its gradebook by their absolute paths, as a
+    JupyterHub's often does: each job still grades in the folder of its own it is given."""
     c = tmp_path / "course"
     c.mkdir()
     (c / "source").mkdir()
@@ -235,7 +235,8 @@ def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     config = (course.ROOT / "nbgrader_config.py").read_text()
     assert "\nc.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n" in config
     (c / "nbgrader_config.py").write_text(config.replace(
-        "\nc.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n", f"\nc.CourseDirectory.root = {str(c)!r}\n"))
+        "\nc.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n",
+        f"\nc.CourseDirectory.root = {str(c)!r}\nc.CourseDirectory.db_url = {'sqlite:///' + str(c / 'gradebook.db')!r}\n"))
     nb = read(c / "source" / "hw4" / EX3)
     next(x for x in nb.cells if x.metadata.get("nbgrader", {}).get("grade_id") == "test_ex3_dhprebn").metadata.nbgrader["points"] = 6
     nbformat.write(nb, c / "source" / "hw4" / EX3)

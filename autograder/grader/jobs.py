@@ -217,9 +217,10 @@ def _full(pack, learner, tmp):
             gb.update_or_create_submission(a, s, extension=learner["extension"])
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     # the job's folder is the course here: a configuration that names the course's own folder
-    # (as a JupyterHub's often does) must not send nbgrader back to it, or to a path this
-    # worker does not have
+    # or gradebook (as a JupyterHub's often does) must not send nbgrader back to them, or to a
+    # path this worker does not have; the coordinator alone records in the course's gradebook
     config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     api = NbGraderAPI(config=config)
     key = str(api.coursedir.root)
     # the hidden cases come with the job: the worker never sees the course's secret
