@@ -1,7 +1,8 @@
 """The messages between the grader and its sandboxed child: an 8-byte length, then the
 message: a JSON header and the raw bytes of the tensors it holds (encode, decode). Decoding
 runs no code of the sender's: JSON, then each tensor copied from its bytes, its dtype, shape
-and size checked (about 40 us a message, against 300 us through torch.save and torch.load).
+and size checked. An answer's round trip through a pipe takes about 35 us (480 us through
+torch.save and torch.load).
 
 Both sides use it; the grader passes a deadline (time.monotonic) and a size limit, so that
 a child that stalls or floods cannot hold it up. Whatever cannot be decoded, or decodes to
