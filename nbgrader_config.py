@@ -57,6 +57,12 @@ from autograder.grader.folder import install  # noqa: E402
 
 install()
 
+# nbgrader checks its own metadata schema against JSON Schema's metaschema before each cell it
+# validates: checked once per process instead (autograder/grader/cellschema.py; the same result).
+from autograder.grader import cellschema  # noqa: E402
+
+cellschema.install()
+
 # Feedback that names each gradient and draws its math in the page (no MathJax from the web).
 c.GenerateFeedback.exporter_class = "autograder.grader.feedback.FeedbackExporter"
 
