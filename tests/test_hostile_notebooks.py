@@ -27,7 +27,7 @@ from conftest import free_port, grading_note as note, headless_chromium, loopbac
 
 EX1, EX2, EX3, EX4 = (EXERCISES[k].notebook for k in ("ex1", "ex2", "ex3", "ex4"))
 NOTEBOOK_SECONDS = 30  # the test course's budget per notebook (the course's own: execute.py)
-CELL_SECONDS = 15  # and per cell (the course's: 120): the 'hang' learner's loop burns a core that long
+CELL_SECONDS = 10  # and per cell (the course's: 120): the 'hang' learner's loop burns a core that long
 MAX_OUTPUT = 2**18  # and its cap on one output (a notebook's: 4 of them)
 
 
