@@ -226,17 +226,21 @@ def test_a_misspelled_assignment_is_an_error(graded, capsys):
 def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     """In a course that calls the assignment hw4 and gives Exercise 3's test cell 6 points in its
     source, do `--scores-only` and the gradebook agree on every learner's score? Its
-    configuration names the course's folder and its gradebook by their absolute paths, as a
-    JupyterHub's often does: each job still grades in the folder of its own it is given."""
+    configuration names the course's folder by its absolute path and keeps its gradebook in
+    another folder, as a JupyterHub's often does: each job still grades in the folder of its
+    own it is given, and the class runner records in the gradebook the configuration names,
+    as nbgrader does, never in a gradebook.db of its own in the course folder."""
     c = tmp_path / "course"
     c.mkdir()
+    db = tmp_path / "hub" / "gradebook.db"
+    db.parent.mkdir()
     (c / "source").mkdir()
     shutil.copytree(course.ROOT / "source" / ASSIGNMENT, c / "source" / "hw4")
     config = (course.ROOT / "nbgrader_config.py").read_text()
     assert "\nc.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n" in config
     (c / "nbgrader_config.py").write_text(config.replace(
         "\nc.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n",
-        f"\nc.CourseDirectory.root = {str(c)!r}\nc.CourseDirectory.db_url = {'sqlite:///' + str(c / 'gradebook.db')!r}\n"))
+        f"\nc.CourseDirectory.root = {str(c)!r}\nc.CourseDirectory.db_url = {'sqlite:///' + str(db)!r}\n"))
     nb = read(c / "source" / "hw4" / EX3)
     next(x for x in nb.cells if x.metadata.get("nbgrader", {}).get("grade_id") == "test_ex3_dhprebn").metadata.nbgrader["points"] = 6
     nbformat.write(nb, c / "source" / "hw4" / EX3)
@@ -245,14 +249,19 @@ def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     submit(c, "right", "hw4", {EX3: examples.solved(copy.deepcopy(release), nb)})
     submit(c, "blank", "hw4", {EX3: release})
     from nbgrader.api import Gradebook
-    with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:  # read with sqlite3 as nbgrader's API reads it
+    assert course.gradebook_url(c) == f"sqlite:///{db}"
+    with Gradebook(f"sqlite:///{db}") as gb:  # read with sqlite3 as nbgrader's API reads it
         cells = {x.name: x.max_score for n in gb.find_assignment("hw4").notebooks for x in n.grade_cells}
     assert course.points(c, "hw4") == cells and cells["test_ex3_dhprebn"] == 6 and len(cells) == 36
-    assert course.gradebook_points(c / "gradebook.db", "hw5") == {}
+    assert course.gradebook_points(db, "hw5") == {}
     assert grade.main(["--course", str(c), "--assignment", "hw4", "--jobs", "1"]) == 0
     assert grade.main(["--course", str(c), "--assignment", "hw4", "--scores-only", "--jobs", "1", "--csv", str(c / "s.csv")]) == 0
     gradebook = course.scores(c, "hw4")
     assert gradebook["right"][EX3[:-6]] == (6, 6) and gradebook["blank"][EX3[:-6]] == (0, 6)
+    assert not (c / "gradebook.db").exists()
+    course.nbgrader(c, "export", "--to", str(tmp_path / "grades.csv"))  # nbgrader reads the same gradebook
+    exported = {r["student_id"]: float(r["total"]) for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    assert exported == {s: sum(v for v, _ in nbs.values()) for s, nbs in gradebook.items()} and exported["right"] == 6
     rows = list(csv.DictReader(open(c / "s.csv")))
     ex3 = {r["student"]: (float(r["score"]), float(r["points"])) for r in rows if r["item"] == "hprebn"}
     total = {r["student"]: (float(r["score"]), float(r["points"])) for r in rows if r["item"] == "total"}

@@ -1,4 +1,5 @@
 """Run nbgrader on a copy of the course: generate the release, autograde, read the scores."""
+import functools
 import os
 import shutil
 import subprocess
@@ -39,11 +40,54 @@ def grading_env():
     return {data.ENV_VAR: str(data.ensure_names())}
 
 
+def gradebook_url(course):
+    """The course's gradebook, as nbgrader finds it from the course folder: the database URL its
+    nbgrader_config.py sets as `CourseDirectory.db_url` (a JupyterHub's often names one of its
+    own), else the folder's gradebook.db. A relative SQLite path is taken from the course
+    folder, where nbgrader runs."""
+    course = Path(course).resolve()
+    try:
+        text = (course / "nbgrader_config.py").read_text(errors="replace")
+    except OSError:
+        text = ""
+    url = _configured_url(str(course), text) if "db_url" in text else None  # else it cannot set it
+    if not url:
+        return f"sqlite:///{course / 'gradebook.db'}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = url[len("sqlite:///"):]
+        return f"sqlite:///{course / path}" if path and not path.startswith(":") else url
+    return url
+
+
+@functools.lru_cache(maxsize=16)
+def _configured_url(course, text):
+    """CourseDirectory.db_url of the configuration `text` at course/nbgrader_config.py, loaded as
+    nbgrader loads it (once per process and text), or None."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+    loaded = PyFileConfigLoader("nbgrader_config.py", path=course).load_config()
+    section = loaded.get("CourseDirectory")
+    url = section.get("db_url") if isinstance(section, Config) else None
+    return url if isinstance(url, str) else None
+
+
+def gradebook_file(course):
+    """The path of the course's gradebook where it is an SQLite file (gradebook_url), else None."""
+    url = gradebook_url(course)
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def has_gradebook(course):
+    """Whether the course's gradebook exists (a database server's is taken to)."""
+    path = gradebook_file(course)
+    return path is None or path.exists()
+
+
 def scores(course, assignment=ASSIGNMENT):
     """{student: {notebook: (score, max_score)}} from the course's gradebook."""
     from nbgrader.api import Gradebook  # the instructor extra
     out = {}
-    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(course)) as gb:
         for sub in gb.assignment_submissions(assignment):
             out[sub.student_id] = {nb.name: (nb.score, nb.max_score) for nb in sub.notebooks}
     return out
@@ -53,8 +97,8 @@ def points(course, assignment=ASSIGNMENT):
     """{grade id: points} of the assignment's graded cells, from its nbgrader metadata: the
     gradebook's record of the source notebooks (what nbgrader grades with), or where there is
     none yet, the grade cells of the source notebooks (else the release's)."""
-    db = Path(course) / "gradebook.db"
-    if db.exists():
+    db = gradebook_file(course)
+    if db is not None and db.exists():
         cells = gradebook_points(db, assignment)
         if cells:
             return cells

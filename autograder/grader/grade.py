@@ -87,9 +87,9 @@ def fingerprint(root, student, assignment):
 def in_gradebook(root, assignment):
     """The learners with a submission of the assignment in the gradebook."""
     from nbgrader.api import Gradebook, MissingEntry
-    if not (Path(root) / "gradebook.db").exists():
+    if not course.has_gradebook(root):
         return set()
-    with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
+    with Gradebook(course.gradebook_url(root)) as gb:
         try:
             return {s.student_id for s in gb.assignment_submissions(assignment)}
         except MissingEntry:
@@ -109,7 +109,7 @@ def forget(root, learners, assignment):
     from nbgrader.api import Gradebook, MissingEntry
     if not learners:
         return
-    with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
+    with Gradebook(course.gradebook_url(root)) as gb:
         for s in learners:
             tree.remove(Path(root) / "autograded" / s / assignment)
             marker(root, s, assignment).unlink(missing_ok=True)
@@ -538,7 +538,7 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
         pack = jobs.make_pack(root, assignment, "scores", setting, course.points(root, assignment), trusted=True)
     else:  # make sure the assignment exists in the gradebook
         from nbgrader.api import Gradebook
-        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        with Gradebook(course.gradebook_url(root)) as gb:
             gb.update_or_create_assignment(assignment)
         graded = in_gradebook(root, assignment)
         # a run stopped while it recorded a learner (killed) left a marker saying GRADING
@@ -584,7 +584,7 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
                 from nbgrader.api import Gradebook
                 from sqlalchemy.exc import SAWarning
                 warnings.simplefilter("ignore", SAWarning)  # nbgrader's, for each notebook not submitted
-                gb = Gradebook(f"sqlite:///{root / 'gradebook.db'}")
+                gb = Gradebook(course.gradebook_url(root))
             try:
                 while pending:
                     finished, still = workers.wait(pending, timeout=1)
@@ -660,7 +660,7 @@ def print_left_out(left, most=5):
 def submission_extensions(root, assignment):
     """{student: extension} of the learners the gradebook gives more time (late penalties)."""
     from nbgrader.api import Gradebook, MissingEntry
-    with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
+    with Gradebook(course.gradebook_url(root)) as gb:
         try:
             return {s.student_id: s.extension for s in gb.assignment_submissions(assignment) if s.extension}
         except MissingEntry:
@@ -682,11 +682,11 @@ def print_table(root, assignment, results, everyone):
             for row in r["rows"]:
                 got, most = table.setdefault(s, {}).get(row[1], (0.0, 0.0))
                 table[s][row[1]] = (got + row[3], most + row[4])
-    elif (Path(root) / "gradebook.db").exists():  # the figures of `nbgrader export` (export.standing)
+    elif course.has_gradebook(root):  # the figures of `nbgrader export` (export.standing)
         from nbgrader.api import Gradebook
 
         from .export import standing
-        with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
+        with Gradebook(course.gradebook_url(root)) as gb:
             book = {s.id: standing(gb, assignment, s.id) for s in gb.students if s.id in results}
         table = {s: {names.get(nb, nb): v for nb, v in book[s]["exercises"].items()} for s in book}
         late = {s: book[s]["penalty"] for s in book if book[s]["penalty"]}

@@ -74,7 +74,8 @@ def template_gradebook(root, assignment):
     from nbgrader import api
     from sqlalchemy import text
     alembic_on_path()
-    src_url = f"sqlite:///{Path(root) / 'gradebook.db'}"
+    from .course import gradebook_url
+    src_url = gradebook_url(root)
     with tempfile.TemporaryDirectory(prefix="bpn-template-") as tmp:
         dest = Path(tmp) / "gradebook.db"
         with api.Gradebook(src_url) as src:

@@ -23,7 +23,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from . import neutral
-from .course import ASSIGNMENT, submitted
+from .course import ASSIGNMENT, gradebook_file, gradebook_url, has_gradebook, submitted
 from ..diagnose import MISCONCEPTIONS
 from ..exercises import EXERCISES
 from ..score import ERROR, GRADER_ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, STATUSES, WRONG, verdict_of
@@ -66,7 +66,7 @@ def rows(course, assignment=ASSIGNMENT):
     course = Path(course)
     by_notebook = {ex.notebook[:-len(".ipynb")]: ex for ex in EXERCISES.values()}
     out = []
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(course)) as gb:
         try:
             submissions = gb.assignment_submissions(assignment)
         except MissingEntry:
@@ -227,7 +227,8 @@ def lost_points_table(course, assignment=ASSIGNMENT):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Per-gradient class report from the gradebook.")
-    p.add_argument("--course", default=".", help="the course folder (with gradebook.db)")
+    p.add_argument("--course", default=".",
+                   help="the course folder (its gradebook: the one its nbgrader_config.py names, else gradebook.db)")
     p.add_argument("--assignment", default=ASSIGNMENT, help="the assignment (default: %(default)s)")
     p.add_argument("--csv", default="gradients.csv", help="where to write the CSV (default: %(default)s)")
     p.add_argument("--plot", default="missed.png", help="where to write the plot (default: %(default)s)")
@@ -236,8 +237,8 @@ def main(argv=None):
     p.add_argument("--mistakes-plot", default="mistakes.png",
                    help="where to write the misconception plot (default: %(default)s)")
     args = p.parse_args(argv)
-    if not (Path(args.course) / "gradebook.db").exists():
-        p.error(f"no gradebook.db in {args.course}: run nbgrader autograde first")
+    if not has_gradebook(args.course):
+        p.error(f"no gradebook in {args.course} (its {gradebook_file(args.course)}): run nbgrader autograde first")
     table = rows(args.course, args.assignment)
     if not table:
         p.error(f"nothing to report: the gradebook has no graded submission of {args.assignment} "
