@@ -136,9 +136,12 @@ def test_changed_limits_start_a_new_server(fresh, monkeypatch):
     assert replay_server._server.proc.pid != first
 
 
-def replay_slowly(seconds_of_loop=3_000_000):
+def replay_slowly(seconds_of_loop=3_000_000, isolated_within=10):
     """Start one learner's Exercise 2, right but slow, in a thread; returns the thread and the
-    learner's process (psutil.Process, outside), once the server forked it."""
+    learner's process (psutil.Process, outside), once the server forked it and it isolated
+    itself (a user namespace other than the server's, where it gets one within
+    `isolated_within` seconds): its own code runs only after that, so what the test runs in
+    its namespaces must too."""
     import threading
     slow = [("ex2_dlogits", f"t = 0\nfor i in range({seconds_of_loop}):\n    t = t + 1\n" + RIGHT["ex2"][0][1])]
     cases = score.make_cases("ex2")
@@ -155,7 +158,16 @@ def replay_slowly(seconds_of_loop=3_000_000):
             learners = []
         if learners:
             thread.done, thread.collector = done, collector
-            return thread, learners[0]
+            server, learner = server_process()[1], learners[0]
+            until = time.monotonic() + isolated_within
+            while time.monotonic() < until:
+                try:
+                    if os.readlink(f"/proc/{learner.pid}/ns/user") != os.readlink(f"/proc/{server.pid}/ns/user"):
+                        break
+                except OSError:
+                    break
+                time.sleep(0.01)
+            return thread, learner
         time.sleep(0.01)
     raise AssertionError("no learner process")
 
