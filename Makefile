@@ -40,19 +40,27 @@ data: $(VENV)/installed | venv-python
 demo: need-bwrap-demo data
 	$(PY) -m autograder.demo
 
-# nbval and the numeric unit tests under every CPU kernel path torch can take here (default,
-# avx2, avx512) at 2 threads, and torch's own pick at 1 thread too, two settings at a time:
-# float32 results differ in their last digits, what is stored or asserted must not
-# (tools/cpu_matrix.py). Then the whole suite, every tier, on TEST_WORKERS processes
-# (pytest-xdist), each test module whole on one of them (its fixtures are built once), longest
-# first (the order of tests/conftest.py's SLOW), then the browser test alone (a learner's
-# JupyterLab in real time, with a real browser's waits); plain pytest runs the fast tier in one
-# process. The slowest 25 steps are listed at the end: where the suite's time goes.
+# The whole suite, every tier, on TEST_WORKERS processes (pytest-xdist), each test module whole
+# on one of them (its fixtures are built once), longest first (the order of tests/conftest.py's
+# SLOW), then the browser test alone (a learner's JupyterLab in real time, with a real browser's
+# waits); plain pytest runs the fast tier in one process. The slowest 25 steps are listed at the
+# end: where the suite's time goes. Beside them, at the lowest priority (--idle: a cpu cgroup
+# of a small weight where the machine allows it, else nice 19), so that it takes the cores'
+# idle moments while they run and the rest after: nbval and the numeric unit tests under
+# every CPU kernel path torch can take here (default, avx2, avx512) at 2 threads, and torch's
+# own pick at 1 thread too, two settings at a time: float32 results differ in their last
+# digits, what is stored or asserted must not (tools/cpu_matrix.py). Its report, in
+# build/cpu-matrix.log, is printed at the end (its seconds are those of a low priority).
+# make test fails if any of the three does.
 TEST_WORKERS ?= 2
+MATRIX_LOG := build/cpu-matrix.log
 test: need-bwrap-test data
-	$(PY) tools/cpu_matrix.py
-	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=tests/test_browser.py tests
-	$(PY) -m pytest -m "" tests/test_browser.py
+	@mkdir -p build
+	$(PY) tools/cpu_matrix.py --idle > $(MATRIX_LOG) 2>&1 & matrix=$$!; \
+	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=tests/test_browser.py tests; suite=$$?; \
+	$(PY) -m pytest -m "" tests/test_browser.py; browser=$$?; \
+	wait $$matrix; matrix=$$?; echo "---- tools/cpu_matrix.py ($(MATRIX_LOG)) ----"; cat $(MATRIX_LOG); \
+	[ $$suite -eq 0 ] && [ $$browser -eq 0 ] && [ $$matrix -eq 0 ]
 
 # The learner's JupyterLab 4, with nbgrader's Validate button, on 127.0.0.1 only. It serves a
 # working copy of release/backprop_ninja in build/learner/: each notebook is copied once, when

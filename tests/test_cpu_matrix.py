@@ -1,5 +1,7 @@
 """tools/cpu_matrix.py runs exactly the kernel paths the CPU can execute: the one torch picks by
 itself and every lower one, each only where the CPU's flags have what it needs."""
+import os
+
 import cpu_matrix  # tools/, on sys.path through conftest
 
 AVX2 = {"sse4_2", "avx", "avx2", "fma", "f16c"}
@@ -89,3 +91,80 @@ def test_the_reference_notebook_trains_at_one_thread_whatever_the_setting():
     assert len(training) == 1
     src = training[0]
     assert "torch.set_num_threads(1)" in src and src.index("torch.set_num_threads(1)") < src.index("for i in range(max_steps)")
+
+
+FAKE_PYTHON = """#!/bin/sh
+# stands in for the venv's python in `make test`: says what it was asked to run, at what
+# priority, and exits as its environment says for that step
+what=other
+case "$*" in
+  *"cpu_matrix.py --idle"*) what=matrix; sleep 1;;
+  *--ignore=tests/test_browser.py*) what=suite;;
+  *test_browser.py*) what=browser;;
+esac
+echo "$what" >> "$FAKE_LOG"
+echo "report of $what"
+eval "exit \\${EXIT_$what:-0}"
+"""
+
+
+def make_test(tmp_path, **exits):
+    """`make test` with every step replaced by FAKE_PYTHON: (exit status, output, [step])."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+    if not shutil.which("make") or not shutil.which("bwrap"):
+        import pytest
+        pytest.skip("make and bwrap are needed")
+    root = Path(cpu_matrix.ROOT)
+    tmp_path.mkdir(exist_ok=True)
+    fake, venv, log = tmp_path / "python", tmp_path / "venv", tmp_path / "steps.log"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    venv.mkdir()
+    (venv / "installed").touch()  # newer than pyproject.toml and the lock: nothing to install
+    env = {**os.environ, "FAKE_LOG": str(log), **{f"EXIT_{k}": str(v) for k, v in exits.items()}}
+    proc = subprocess.run(["make", "-s", "test", f"PY={fake}", f"VENV={venv}", f"MATRIX_LOG={tmp_path / 'm.log'}"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout, log.read_text().split("\n")[:-1]
+
+
+def test_make_test_runs_the_idle_matrix_beside_the_suite_and_shows_its_report_last(tmp_path):
+    code, out, steps = make_test(tmp_path)
+    assert code == 0, out
+    steps = [s for s in steps if s != "other"]  # make's checks and `data`
+    assert steps == ["suite", "browser", "matrix"], "the suite starts without waiting for the matrix"
+    assert out.index("report of browser") < out.index("report of matrix"), "its report comes last"
+
+
+def test_make_test_fails_when_any_of_its_three_parts_fails_and_still_runs_the_others(tmp_path):
+    for failing in ("matrix", "suite", "browser"):
+        code, out, steps = make_test(tmp_path / failing, **{failing: 1})
+        assert code != 0, failing
+        assert set(steps) == {"other", "matrix", "suite", "browser"}, failing
+
+
+def test_the_idle_matrix_and_everything_it_starts_get_only_idle_cpu(tmp_path):
+    """Does --idle put the process at nice 19 and, where it may make a cpu cgroup, in one of a
+    small weight that a child starting a session of its own (as a Jupyter kernel does) stays
+    in, and leave no cgroup behind?"""
+    import subprocess
+    import sys
+    probe = ("import os, subprocess, sys; sys.path.insert(0, 'tools'); import cpu_matrix\n"
+             "how, undo = cpu_matrix.lowest_priority()\n"
+             "child = subprocess.run([sys.executable, '-c', 'import os; print(os.nice(0)); print(open(\"/proc/self/cgroup\").read())'],"
+             " start_new_session=True, capture_output=True, text=True).stdout\n"
+             "shares = open(how.split('(')[1].rstrip(')') + '/cpu.shares').read().strip() if '(' in how else ''\n"
+             "undo(); print(how); print(shares); print(child)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=cpu_matrix.ROOT, capture_output=True, text=True,
+                         timeout=60).stdout
+    how, shares, nice, *cgroups = out.split("\n")
+    assert nice == "19", out
+    if "cpu cgroup" in how:
+        own = how.split("(")[1].rstrip(")")
+        assert (own.rsplit("/", 1)[1] in "".join(cgroups)), out
+        assert not os.path.exists(own), "the cgroup is removed at the end"
+        assert shares == str(cpu_matrix.SHARES) and cpu_matrix.SHARES < 1024 // 8
+    else:  # no cgroup to be had here (not root, cgroup v2, an older kernel)
+        assert how == "nice 19"

@@ -2,7 +2,7 @@
 this machine, at 2 threads and (on the path torch picks) at 1: nbval over notebooks/ and the
 numeric unit tests.
 
-    .venv/bin/python tools/cpu_matrix.py [--jobs N]
+    .venv/bin/python tools/cpu_matrix.py [--jobs N] [--idle]
 
 float32 results differ in the last digits between kernel paths (AVX2, AVX-512, none) and
 between thread counts; what the notebooks store and the tests assert must not. torch picks
@@ -19,7 +19,9 @@ allow it): the reference notebook trains its 200,000 steps at one thread whateve
 (it calls torch.set_num_threads(1)), so a 1-thread run of a path repeats that path's training
 exactly (50 of its 60 s) and differs only in the cells around it. The settings run N at a time
 (default: one per core this process may use), each in its own pytest process; a failing
-setting's output is printed in full. Exit status 1 if any setting failed.
+setting's output is printed in full. Exit status 1 if any setting failed. With --idle (as
+`make test` runs it, beside the suite) it runs only on what the CPU would otherwise leave idle
+(lowest_priority).
 """
 import argparse
 import os
@@ -91,6 +93,43 @@ def settings(caps):
     return [(cap, THREADS) for cap in caps] + [(caps[-1], ONE_THREAD)] * bool(caps)
 
 
+CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller
+SHARES = 64  # its weight against the 1,024 of each other group: a trickle when the cores are busy
+
+
+def lowest_priority(cgroups=CPU_CGROUPS):
+    """Let this process and everything it starts run on what the CPU would otherwise leave idle,
+    and on a trickle besides, as far as this machine allows; say how. Nice 19 alone is not
+    enough: where the kernel groups processes by session (autogroup), a Jupyter kernel, which
+    starts a session of its own, would compete at full weight. A cpu cgroup of its own holds
+    every descendant, whatever their session; its weight (SHARES) is small, not nil: a kernel
+    that got no CPU at all for 5 s while the cores are busy would fail nbval's wait for its
+    outputs. Returns (how, undo)."""
+    os.nice(19 - os.nice(0))
+    try:
+        here = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                    if "cpu" in line.split(":", 2)[1].split(","))
+        parent = cgroups / here.lstrip("/")
+        own = parent / f"backprop-ninja-cpu-matrix-{os.getpid()}"
+        own.mkdir()
+    except (OSError, StopIteration):
+        return "nice 19", lambda: None
+    try:
+        (own / "cpu.shares").write_text(str(SHARES))
+        (own / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        own.rmdir()
+        return "nice 19", lambda: None
+
+    def undo():  # back to where it was; the cgroup goes once its processes have
+        try:
+            (parent / "cgroup.procs").write_text(str(os.getpid()))
+            own.rmdir()
+        except OSError:
+            pass
+    return f"nice 19, in a cpu cgroup of weight {SHARES} ({own})", undo
+
+
 def run(setting):
     """(setting, ok, seconds, output) of one pytest run. The unit tests run once per path, in
     its THREADS setting: the suite's conftest sets every test to one thread (its one_thread
@@ -108,7 +147,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=usable_cores(),
                         help="settings run at once (default: the cores this process may use, %(default)s)")
+    parser.add_argument("--idle", action="store_true",
+                        help="run on what the CPU would otherwise leave idle (make test runs it beside the suite)")
     args = parser.parse_args(argv)
+    undo = lambda: None  # noqa: E731
+    if args.idle:
+        how, undo = lowest_priority()
+        print(f"at the lowest priority: {how}", flush=True)
+    try:
+        return check(args.jobs)
+    finally:
+        undo()
+
+
+def check(jobs):
+    """Every setting, `jobs` at a time: 0 if all passed, else 1 (each failure's output printed)."""
     caps, skipped = capabilities(unforced_capability(), cpu_flags())
     for cap, why in skipped:
         print(f"skipped ATEN_CPU_CAPABILITY={cap}: {why}", flush=True)
@@ -116,7 +169,7 @@ def main(argv=None):
     print(f"nbval and the numeric unit tests under {len(todo)} settings: ATEN_CPU_CAPABILITY in {caps} "
           f"at OMP_NUM_THREADS={THREADS}, and {caps[-1]} at OMP_NUM_THREADS={ONE_THREAD} (nbval only)", flush=True)
     failed = []
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
         for (cap, threads), ok, seconds, output in pool.map(run, todo):
             summary = output.strip().splitlines()[-1] if output.strip() else "no output"
             print(f"  ATEN_CPU_CAPABILITY={cap:7s} OMP_NUM_THREADS={threads}: "
