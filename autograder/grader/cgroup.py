@@ -23,7 +23,7 @@ _base = False  # not looked up yet
 _names = itertools.count()
 
 
-def _own(controller):
+def own(controller):
     """This process's cgroup path in the hierarchy of `controller` ("" for cgroup v2's)."""
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -48,12 +48,12 @@ def _find():
     """(version, folder) where learners' cgroups go, or None."""
     try:
         if os.path.exists(os.path.join(V2, "cgroup.controllers")):  # cgroup v2 only
-            folder = V2 + _own("")
+            folder = V2 + own("")
             with open(os.path.join(folder, "cgroup.subtree_control"), "r+") as f:
                 if "memory" not in f.read().split():
                     f.write("+memory")  # refused (EBUSY) if this cgroup holds processes
             return (2, folder) if _writable(folder) else None
-        path = _own("memory")
+        path = own("memory")
         folder = V1 + path if path is not None else None
         return (1, folder) if folder and os.path.isdir(folder) and _writable(folder) else None
     except OSError:
