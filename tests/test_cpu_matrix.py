@@ -1,6 +1,12 @@
 """tools/cpu_matrix.py runs exactly the kernel paths the CPU can execute: the one torch picks by
 itself and every lower one, each only where the CPU's flags have what it needs."""
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import cpu_matrix  # tools/, on sys.path through conftest
 
@@ -94,8 +100,8 @@ def test_the_reference_notebook_trains_at_one_thread_whatever_the_setting():
 
 
 FAKE_PYTHON = """#!/bin/sh
-# stands in for the venv's python in `make test`: says what it was asked to run, at what
-# priority, and exits as its environment says for that step
+# stands in for the venv's python in `make test`: says what it was asked to run, and exits as
+# its environment says for that step
 what=other
 case "$*" in
   *"cpu_matrix.py --idle"*) what=matrix; sleep 1;;
@@ -110,12 +116,7 @@ eval "exit \\${EXIT_$what:-0}"
 
 def make_test(tmp_path, **exits):
     """`make test` with every step replaced by FAKE_PYTHON: (exit status, output, [step])."""
-    import os
-    import shutil
-    import subprocess
-    from pathlib import Path
     if not shutil.which("make") or not shutil.which("bwrap"):
-        import pytest
         pytest.skip("make and bwrap are needed")
     root = Path(cpu_matrix.ROOT)
     tmp_path.mkdir(exist_ok=True)
@@ -149,8 +150,6 @@ def test_the_idle_matrix_and_everything_it_starts_get_only_idle_cpu(tmp_path):
     """Does --idle put the process at nice 19 and, where it may make a cpu cgroup, in one of a
     small weight that a child starting a session of its own (as a Jupyter kernel does) stays
     in, and leave no cgroup behind?"""
-    import subprocess
-    import sys
     probe = ("import os, subprocess, sys; sys.path.insert(0, 'tools'); import cpu_matrix\n"
              "how, undo = cpu_matrix.lowest_priority()\n"
              "child = subprocess.run([sys.executable, '-c', 'import os; print(os.nice(0)); print(open(\"/proc/self/cgroup\").read())'],"
