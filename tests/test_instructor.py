@@ -223,6 +223,21 @@ def test_a_misspelled_assignment_is_an_error(graded, capsys):
     assert "no submissions of hw4" in capsys.readouterr().err
 
 
+def test_a_gradebook_without_the_assignments_notebooks_stops_the_run_with_what_to_do(tmp_path, generated_course,
+                                                                                    monkeypatch, capsys):
+    """A course whose gradebook is gone (or generate_assignment never ran), graded with the
+    course's Python but its bin not on PATH: does the run stop before anyone is graded, say
+    what to run, and leave no learner a grade or a failure?"""
+    c = generated_course(tmp_path / "course")
+    (c / "gradebook.db").unlink()
+    ex2 = "ex2_cross_entropy.ipynb"
+    submit(c, "ana", ASSIGNMENT, {ex2: read(c / "release" / ASSIGNMENT / ex2)})
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # nbgrader runs `alembic` to make a new gradebook
+    assert grade.main(["--course", str(c)]) == 2
+    out, err = capsys.readouterr()
+    assert f"records no notebook of {ASSIGNMENT}" in err and f"nbgrader generate_assignment {ASSIGNMENT}" in err, err
+    assert "ana" not in out + err and not (c / "autograded").exists()
+
 def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     """In a course that calls the assignment hw4 and gives Exercise 3's test cell 6 points in its
     source, do `--scores-only` and the gradebook agree on every learner's score? Its

@@ -536,10 +536,17 @@ def _grade(args, p, root, assignment, everyone, trusted, setting, mode, local):
     if args.scores_only:
         todo = everyone
         pack = jobs.make_pack(root, assignment, "scores", setting, course.points(root, assignment), trusted=True)
-    else:  # make sure the assignment exists in the gradebook
+    else:  # make sure the assignment exists in the gradebook, and its notebooks with it
         from nbgrader.api import Gradebook
+        jobs.alembic_on_path()  # a new gradebook asks `alembic` for its version
         with Gradebook(course.gradebook_url(root)) as gb:
-            gb.update_or_create_assignment(assignment)
+            recorded = len(gb.update_or_create_assignment(assignment).notebooks)
+        if not recorded:  # autograde would fail for every learner, none of them at fault
+            print(f"error: the gradebook ({course.gradebook_file(root) or 'the database of CourseDirectory.db_url'}) "
+                  f"records no notebook of {assignment}, so nothing was graded: run `nbgrader generate_assignment "
+                  f"{assignment}` in {root} first (it records the notebooks and their graded cells), then grade "
+                  "again", file=sys.stderr)
+            return 2
         graded = in_gradebook(root, assignment)
         # a run stopped while it recorded a learner (killed) left a marker saying GRADING
         forget(root, [s for s in everyone if marker(root, s, assignment).exists()
