@@ -42,9 +42,11 @@ demo: need-bwrap-demo data
 
 # The whole suite, every tier, on TEST_WORKERS processes (pytest-xdist), each test module whole
 # on one of them (its fixtures are built once), longest first (the order of tests/conftest.py's
-# SLOW), then the browser test alone (a learner's JupyterLab in real time, with a real browser's
-# waits); plain pytest runs the fast tier in one process. The slowest 25 steps are listed at the
-# end: where the suite's time goes. Beside them, at the lowest priority (--idle: a cpu cgroup
+# SLOW); beside it, in a process of its own, the browser test (a learner's JupyterLab in real
+# time: most of its half minute is a real browser's waits, which the suite fills; its output,
+# in build/browser.log, is printed after the suite's); plain pytest runs the fast tier in one
+# process. The slowest 25 steps are listed at the end: where the suite's time goes. Beside
+# them, at the lowest priority (--idle: a cpu cgroup
 # of a small weight where the machine allows it, else nice 19), so that it takes the cores'
 # idle moments while they run and the rest after: nbval and the numeric unit tests under
 # every CPU kernel path torch can take here (default, avx2, avx512) at 2 threads, and torch's
@@ -54,11 +56,13 @@ demo: need-bwrap-demo data
 # make test fails if any of the three does.
 TEST_WORKERS ?= 2
 MATRIX_LOG := build/cpu-matrix.log
+BROWSER_LOG := build/browser.log
 test: need-bwrap-test data
 	@mkdir -p build
 	$(PY) tools/cpu_matrix.py --idle > $(MATRIX_LOG) 2>&1 & matrix=$$!; \
+	$(PY) -m pytest -m "" tests/test_browser.py > $(BROWSER_LOG) 2>&1 & browser=$$!; \
 	$(PY) -m pytest -m "" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=tests/test_browser.py tests; suite=$$?; \
-	$(PY) -m pytest -m "" tests/test_browser.py; browser=$$?; \
+	wait $$browser; browser=$$?; echo "---- tests/test_browser.py ($(BROWSER_LOG)) ----"; cat $(BROWSER_LOG); \
 	wait $$matrix; matrix=$$?; echo "---- tools/cpu_matrix.py ($(MATRIX_LOG)) ----"; cat $(MATRIX_LOG); \
 	[ $$suite -eq 0 ] && [ $$browser -eq 0 ] && [ $$matrix -eq 0 ]
 

@@ -100,22 +100,24 @@ def test_the_reference_notebook_trains_at_one_thread_whatever_the_setting():
 
 
 FAKE_PYTHON = """#!/bin/sh
-# stands in for the venv's python in `make test`: says what it was asked to run, and exits as
-# its environment says for that step
+# stands in for the venv's python in `make test`: logs when each step starts and ends, and exits
+# as its environment says for that step
 what=other
 case "$*" in
-  *"cpu_matrix.py --idle"*) what=matrix; sleep 1;;
+  *"cpu_matrix.py --idle"*) what=matrix;;
   *--ignore=tests/test_browser.py*) what=suite;;
   *test_browser.py*) what=browser;;
 esac
-echo "$what" >> "$FAKE_LOG"
+echo "start $what" >> "$FAKE_LOG"
+[ "$what" = other ] || sleep 1
+echo "end $what" >> "$FAKE_LOG"
 echo "report of $what"
 eval "exit \\${EXIT_$what:-0}"
 """
 
 
 def make_test(tmp_path, **exits):
-    """`make test` with every step replaced by FAKE_PYTHON: (exit status, output, [step])."""
+    """`make test` with every step replaced by FAKE_PYTHON: (exit status, output, [event])."""
     if not shutil.which("make") or not shutil.which("bwrap"):
         pytest.skip("make and bwrap are needed")
     root = Path(cpu_matrix.ROOT)
@@ -126,24 +128,27 @@ def make_test(tmp_path, **exits):
     venv.mkdir()
     (venv / "installed").touch()  # newer than pyproject.toml and the lock: nothing to install
     env = {**os.environ, "FAKE_LOG": str(log), **{f"EXIT_{k}": str(v) for k, v in exits.items()}}
-    proc = subprocess.run(["make", "-s", "test", f"PY={fake}", f"VENV={venv}", f"MATRIX_LOG={tmp_path / 'm.log'}"],
+    proc = subprocess.run(["make", "-s", "test", f"PY={fake}", f"VENV={venv}", f"MATRIX_LOG={tmp_path / 'm.log'}",
+                           f"BROWSER_LOG={tmp_path / 'b.log'}"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=60)
-    return proc.returncode, proc.stdout, log.read_text().split("\n")[:-1]
+    return proc.returncode, proc.stdout, [e for e in log.read_text().split("\n")[:-1] if not e.endswith(" other")]
 
 
-def test_make_test_runs_the_idle_matrix_beside_the_suite_and_shows_its_report_last(tmp_path):
-    code, out, steps = make_test(tmp_path)
+def test_make_test_runs_the_browser_and_the_idle_matrix_beside_the_suite_and_their_reports_after_it(tmp_path):
+    code, out, events = make_test(tmp_path)
     assert code == 0, out
-    steps = [s for s in steps if s != "other"]  # make's checks and `data`
-    assert steps == ["suite", "browser", "matrix"], "the suite starts without waiting for the matrix"
-    assert out.index("report of browser") < out.index("report of matrix"), "its report comes last"
+    assert sorted(events) == sorted(f"{e} {s}" for e in ("start", "end") for s in ("matrix", "browser", "suite"))
+    for part in ("matrix", "browser"):  # neither waits for the suite, nor the suite for them
+        assert events.index(f"start {part}") < events.index("end suite"), events
+        assert events.index("start suite") < events.index(f"end {part}"), events
+    assert out.index("report of suite") < out.index("report of browser") < out.index("report of matrix"), out
 
 
 def test_make_test_fails_when_any_of_its_three_parts_fails_and_still_runs_the_others(tmp_path):
     for failing in ("matrix", "suite", "browser"):
-        code, out, steps = make_test(tmp_path / failing, **{failing: 1})
+        code, out, events = make_test(tmp_path / failing, **{failing: 1})
         assert code != 0, failing
-        assert set(steps) == {"other", "matrix", "suite", "browser"}, failing
+        assert {e.split()[1] for e in events if e.startswith("end")} == {"matrix", "suite", "browser"}, failing
 
 
 def test_the_idle_matrix_and_everything_it_starts_get_only_idle_cpu(tmp_path):
