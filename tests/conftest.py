@@ -219,7 +219,7 @@ def grade_every_way(c, base, after, jobs=None, timeout=1800):
     runner = [sys.executable, "-m", "autograder.grade", "--course", str(c)] + (["--jobs", str(jobs)] if jobs else [])
     runs = {}
     for name, cmd in [("full", runner), ("scores", runner + ["--scores-only", "--csv", str(base / "scores.csv")]),
-                      ("plain", [sys.executable, "-m", "nbgrader", "autograde", course.ASSIGNMENT, "--force"])]:
+                      ("plain", [*course.NBGRADER, "autograde", course.ASSIGNMENT, "--force"])]:
         tmp = base / f"tmp-{name}"
         tmp.mkdir()
         env = {**os.environ, **course.grading_env(), "TMPDIR": str(tmp),

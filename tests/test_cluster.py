@@ -163,7 +163,7 @@ def test_a_full_run_on_the_cluster_with_a_worker_killed_is_plain_nbgrader_autogr
     # plain nbgrader grades REFERENCE of its copy meanwhile (one process: a core the cluster leaves idle)
     plain_log = open(tmp_path / "plain.log", "w+")
     others = ",".join(s for s in grade.students(klass) if s not in REFERENCE)
-    reference = subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT,
+    reference = subprocess.Popen([*course.NBGRADER, "autograde", ASSIGNMENT,
                                   f"--CourseDirectory.student_id_exclude={others}"], cwd=plain,
                                  env={**env, **course.grading_env()}, stdout=plain_log, stderr=subprocess.STDOUT)
     proc = subprocess.Popen([sys.executable, "-m", "autograder.grade", "--course", str(ours), "--cluster",

@@ -25,7 +25,7 @@ def nbgrader(cwd, *args, home=None):
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
     if home is not None:
         env.update(HOME=str(home), JUPYTER_DATA_DIR=str(home / ".local" / "share" / "jupyter"))
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([*course.NBGRADER, *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"nbgrader {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

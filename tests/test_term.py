@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from autograder.exercises import EXERCISES
-from autograder.grader import late
+from autograder.grader import course, late
 from autograder.grader.course import ASSIGNMENT
 
 EX2 = EXERCISES["ex2"].notebook
@@ -23,7 +23,7 @@ CANVAS, = re.findall(r"--FileNameCollectorPlugin\.named_regexp='([^']+)'", (ROOT
 
 def nbgrader(cwd, *args):
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([*course.NBGRADER, *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"nbgrader {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

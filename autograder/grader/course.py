@@ -22,12 +22,16 @@ def copy_course(dest, root=ROOT):
     return dest
 
 
+# `python -m nbgrader`, without what no command of it uses and costs 1.1 s to import (nbgrader_cli.py)
+NBGRADER = [sys.executable, "-m", "autograder.grader.nbgrader_cli"]
+
+
 def nbgrader(course, *args, check=True):
     """Run `nbgrader ARGS` in the course folder; return the completed process."""
     # nbgrader runs `alembic` from PATH when it creates a gradebook: the venv's bin first
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
            **grading_env()}
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+    proc = subprocess.run([*NBGRADER, *args], cwd=course, env=env,
                           capture_output=True, text=True)
     if check and proc.returncode:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
