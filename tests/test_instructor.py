@@ -238,6 +238,7 @@ def test_a_gradebook_without_the_assignments_notebooks_stops_the_run_with_what_t
     assert f"records no notebook of {ASSIGNMENT}" in err and f"nbgrader generate_assignment {ASSIGNMENT}" in err, err
     assert "ana" not in out + err and not (c / "autograded").exists()
 
+
 def test_points_come_from_the_assignments_metadata_in_both_modes(tmp_path):
     """In a course that calls the assignment hw4 and gives Exercise 3's test cell 6 points in its
     source, do `--scores-only` and the gradebook agree on every learner's score? Its
