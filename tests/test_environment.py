@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -160,6 +161,37 @@ def test_make_installs_everything_for_development_at_the_locks_versions():
     makefile = (ROOT / "Makefile").read_text()
     assert '-e ".[instructor,test]" -c $(LOCK)' in makefile
     assert "LOCK := requirements/lock.txt" in makefile and "$(VENV)/installed: pyproject.toml $(LOCK)" in makefile
+
+
+def test_make_compiles_the_courses_modules_before_the_demo_and_the_tests(tmp_path):
+    """An editable install compiles none of the course's modules, and where
+    PYTHONDONTWRITEBYTECODE is set (or in a sandbox, which may not write) every process would
+    compile them again: does `make bytecode` write them anyway, and do `make demo` and `make
+    test` make it first?"""
+    import shutil
+    import subprocess
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for name in ["pyproject.toml", "requirements/lock.txt"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    for module in ["autograder/grader/grade.py", "tools/build.py"]:
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / module).write_text("x = 1\n")
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "installed").touch()  # newer than pyproject.toml and the lock: nothing to install
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run(["make", "-s", "bytecode", f"PY={sys.executable}", f"VENV={venv}"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    tag = sys.implementation.cache_tag
+    for pyc in [f"autograder/grader/__pycache__/grade.{tag}.pyc", f"tools/__pycache__/build.{tag}.pyc"]:
+        assert (tmp_path / pyc).is_file(), pyc
+    for target in ["demo", "test"]:
+        plan = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True).stdout
+        assert "-m compileall -q autograder tools" in plan, target
+        first_run = plan.index("-m autograder.demo" if target == "demo" else "-m pytest")
+        assert plan.index("-m compileall") < first_run, target
 
 
 def test_a_venv_of_another_python_is_named_with_its_fix(tmp_path):
