@@ -55,11 +55,9 @@ demo: need-bwrap-demo data bytecode
 # them, at the lowest priority (--idle: a cpu cgroup of a small weight where the machine allows
 # it, else nice 19), so that it takes the cores' idle moments while they run and the rest after:
 # nbval and the numeric unit tests under every CPU kernel path torch can take here (default,
-# avx2, avx512) at 2 threads, and torch's own pick at 1 thread too, two settings at a time:
-# float32 results differ in their last digits, what is stored or asserted must not
-# (tools/cpu_matrix.py). Its report, in build/cpu-matrix.log, is printed at the end (its
-# seconds are those of a low priority).
-# make test fails if any of the three does.
+# avx2, avx512), two at a time: float32 results differ in their last digits, what is stored or
+# asserted must not (tools/cpu_matrix.py). Its report, in build/cpu-matrix.log, is printed at
+# the end (its seconds are those of a low priority). make test fails if any of the three does.
 TEST_WORKERS ?= 2
 MATRIX_LOG := build/cpu-matrix.log
 BROWSER_LOG := build/browser.log

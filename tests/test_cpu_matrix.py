@@ -62,41 +62,44 @@ def test_this_machine_runs_the_path_torch_picks_unforced(monkeypatch):
     assert run[-1] == unforced
 
 
-def test_every_path_runs_at_two_threads_and_the_unforced_one_at_one_thread_too():
-    """The notebook trains at one thread whatever the setting: a 1-thread run of every path
-    would repeat its training; the cells around it are checked at one thread on torch's pick."""
-    assert cpu_matrix.settings(["default", "avx2", "avx512"]) == [
-        ("default", 2), ("avx2", 2), ("avx512", 2), ("avx512", 1)]
-    assert cpu_matrix.settings(["default"]) == [("default", 2), ("default", 1)]
+def test_every_path_runs_at_two_threads_only():
+    """The notebook and the unit tests run on one thread whatever the setting (below): a 1-thread
+    run of a path would repeat its 2-thread run."""
+    assert cpu_matrix.settings(["default", "avx2", "avx512"]) == [("default", 2), ("avx2", 2), ("avx512", 2)]
+    assert cpu_matrix.settings(["default"]) == [("default", 2)]
     # torch's pick is avx512 but the CPU's flags lack part of it: avx2 is the highest path run
     run, _ = cpu_matrix.capabilities("avx512", AVX2 | {"avx512f"})
-    assert cpu_matrix.settings(run) == [("default", 2), ("avx2", 2), ("avx2", 1)]
+    assert cpu_matrix.settings(run) == [("default", 2), ("avx2", 2)]
 
 
-def test_the_unit_tests_run_once_per_path_and_the_notebooks_in_every_setting(monkeypatch):
-    """The unit tests are set to one thread by the suite's conftest: a second run under
-    another OMP_NUM_THREADS would repeat the first; the notebooks' cells run in every setting."""
+def test_each_setting_runs_the_notebooks_and_the_unit_tests(monkeypatch):
     import subprocess
-    seen = {}
+    seen = []
 
     def fake(args, env, **kw):
-        seen[env["OMP_NUM_THREADS"]] = args
+        seen.append((env["ATEN_CPU_CAPABILITY"], env["OMP_NUM_THREADS"], args))
         return subprocess.CompletedProcess(args, 0, "1 passed", "")
     monkeypatch.setattr(cpu_matrix.subprocess, "run", fake)
-    for threads in (cpu_matrix.THREADS, cpu_matrix.ONE_THREAD):
-        assert cpu_matrix.run(("default", threads))[1]
-    assert all(t in seen["2"] for t in cpu_matrix.UNIT_TESTS) and not set(cpu_matrix.UNIT_TESTS) & set(seen["1"])
-    assert all("notebooks" in args and "--nbval" in args for args in seen.values())
+    assert cpu_matrix.run(("avx2", cpu_matrix.THREADS))[1]
+    (cap, threads, args), = seen
+    assert (cap, threads) == ("avx2", "2")
+    assert "--nbval" in args and "notebooks" in args and all(t in args for t in cpu_matrix.UNIT_TESTS)
 
 
-def test_the_reference_notebook_trains_at_one_thread_whatever_the_setting():
-    """What lets the matrix run one thread on one path only (see settings above)."""
+def test_the_reference_notebook_runs_on_one_thread_from_its_first_code_cell():
+    """What lets the matrix leave out 1-thread runs: the first code cell sets one thread, after
+    its imports and before any tensor, and no cell sets another number."""
+    import ast
+
     import nbformat
     nb = nbformat.read(cpu_matrix.ROOT / "notebooks" / "backprop_ninja.ipynb", as_version=4)
-    training = [c.source for c in nb.cells if c.cell_type == "code" and "max_steps = 200_000" in c.source]
-    assert len(training) == 1
-    src = training[0]
-    assert "torch.set_num_threads(1)" in src and src.index("torch.set_num_threads(1)") < src.index("for i in range(max_steps)")
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    first = ast.parse(code[0]).body
+    assert ast.unparse(first[-1]) == "torch.set_num_threads(1)"
+    assert all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in first[:-1])
+    calls = [node for src in code for node in ast.walk(ast.parse(src))
+             if isinstance(node, ast.Call) and "num_threads" in ast.unparse(node.func)]
+    assert [ast.unparse(c) for c in calls] == ["torch.set_num_threads(1)"]
 
 
 FAKE_PYTHON = """#!/bin/sh

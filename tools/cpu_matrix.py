@@ -1,6 +1,5 @@
 """Run the checks of stored and asserted figures under every CPU kernel path torch can take on
-this machine, at 2 threads and (on the path torch picks) at 1: nbval over notebooks/ and the
-numeric unit tests.
+this machine: nbval over notebooks/ and the numeric unit tests.
 
     .venv/bin/python tools/cpu_matrix.py [--jobs N] [--idle]
 
@@ -10,18 +9,17 @@ its path from the CPU; ATEN_CPU_CAPABILITY makes it take another, and torch obey
 path the CPU cannot execute (then dies of an illegal instruction), so its echo of a forced
 value proves nothing. The matrix runs the path torch picks unforced and every lower one
 (x86-64: avx512 > avx2 > default; arm64: sve256 > default), each only where the CPU's own
-flags (/proc/cpuinfo) have what it needs, and prints the paths it skipped and why. The unit
-tests run at one thread whatever the setting, so they run once per path.
+flags (/proc/cpuinfo) have what it needs, and prints the paths it skipped and why.
 
 Threads: every path runs at OMP_NUM_THREADS=2, as a learner's machine runs (Colab has two
-cores). One thread is checked on the highest path run only (torch's pick, where the CPU's flags
-allow it): the reference notebook trains its 200,000 steps at one thread whatever the setting
-(it calls torch.set_num_threads(1)), so a 1-thread run of a path repeats that path's training
-exactly (50 of its 60 s) and differs only in the cells around it. The settings run N at a time
-(default: one per core this process may use), each in its own pytest process; a failing
-setting's output is printed in full. Exit status 1 if any setting failed. With --idle (as
-`make test` runs it, beside the suite) it runs only on what the CPU would otherwise leave idle
-(lowest_priority).
+cores). No path runs at one thread as well: the reference notebook runs on one thread from its
+first code cell (torch.set_num_threads(1), and no other cell sets a number: a fast test holds it
+to that), and the unit tests are set to one thread by the suite's conftest, so a 1-thread run
+would repeat a 2-thread one bit for bit (its 200,000 training steps too, 50 of its 60 s). The
+settings run N at a time (default: one per core this process may use), each in its own pytest
+process; a failing setting's output is printed in full. Exit status 1 if any setting failed.
+With --idle (as `make test` runs it, beside the suite) it runs only on what the CPU would
+otherwise leave idle (lowest_priority).
 """
 import argparse
 import os
@@ -40,8 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LADDERS = {"x86": ["default", "avx2", "avx512"], "arm": ["default", "sve256"]}
 NEEDS = {"default": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"},
          "sve256": {"sve"}}
-THREADS = 2        # every path
-ONE_THREAD = 1     # and the highest path run
+THREADS = 2  # every path; the notebook and the unit tests then run on one thread (see above)
 NBVAL = ["--nbval", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks"]
 UNIT_TESTS = ["tests/test_compare.py", "tests/test_model.py", "tests/test_scoring.py", "tests/test_fairness.py"]
 
@@ -89,9 +86,8 @@ def capabilities(unforced, flags):
 
 
 def settings(caps):
-    """[(path, threads)]: every path at THREADS, and the highest of them (the path torch picks,
-    where the CPU's flags allow it) at ONE_THREAD too."""
-    return [(cap, THREADS) for cap in caps] + [(caps[-1], ONE_THREAD)] * bool(caps)
+    """[(path, threads)]: every path at THREADS."""
+    return [(cap, THREADS) for cap in caps]
 
 
 CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller
@@ -133,14 +129,11 @@ def lowest_priority(cgroups=CPU_CGROUPS):
 
 
 def run(setting):
-    """(setting, ok, seconds, output) of one pytest run. The unit tests run once per path, in
-    its THREADS setting: the suite's conftest sets every test to one thread (its one_thread
-    fixture), so a run of them under another OMP_NUM_THREADS would compute exactly the same."""
+    """(setting, ok, seconds, output) of one pytest run: nbval and the unit tests."""
     cap, threads = setting
     env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    tests = UNIT_TESTS if threads == THREADS else []
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", *NBVAL, *tests],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", *NBVAL, *UNIT_TESTS],
                           cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return setting, proc.returncode == 0, time.perf_counter() - start, proc.stdout + proc.stderr
 
@@ -169,7 +162,7 @@ def check(jobs):
         print(f"skipped ATEN_CPU_CAPABILITY={cap}: {why}", flush=True)
     todo = settings(caps)
     print(f"nbval and the numeric unit tests under {len(todo)} settings: ATEN_CPU_CAPABILITY in {caps} "
-          f"at OMP_NUM_THREADS={THREADS}, and {caps[-1]} at OMP_NUM_THREADS={ONE_THREAD} (nbval only)", flush=True)
+          f"at OMP_NUM_THREADS={THREADS}", flush=True)
     failed = []
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for (cap, threads), ok, seconds, output in pool.map(run, todo):
