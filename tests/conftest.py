@@ -6,8 +6,14 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-import torch
+# Every process the tests start (kernels of plain nbgrader and of the class runner, Dask workers,
+# sandboxes) computes on one thread unless a test or the CPU matrix sets another number: their
+# tensors are small, and on cores the suite keeps busy a second thread spins for nothing (a
+# tenth of the CPU of the cluster and grading tests).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # solutions.py, the notebook builders
