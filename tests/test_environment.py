@@ -169,7 +169,6 @@ def test_make_compiles_the_courses_modules_before_the_demo_and_the_tests(tmp_pat
     compile them again: does `make bytecode` write them anyway, and do `make demo` and `make
     test` make it first?"""
     import shutil
-    import subprocess
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     for name in ["pyproject.toml", "requirements/lock.txt"]:
         (tmp_path / name).parent.mkdir(exist_ok=True)
