@@ -75,7 +75,13 @@ def cmdline(p):
 
 
 def workers(proc):
-    return [p for p in below(proc.pid) if "spawn_main" in cmdline(p)]
+    """The run's worker processes: spawned, or forked from its fork server (grade.worker_context)."""
+    def forked(p):
+        try:
+            return "multiprocessing.forkserver" in cmdline(p) and "multiprocessing.forkserver" in cmdline(p.parent())
+        except (psutil.Error, AttributeError):
+            return False
+    return [p for p in below(proc.pid) if "spawn_main" in cmdline(p) or forked(p)]
 
 
 def servers(worker, module):
@@ -188,14 +194,14 @@ STOPPED = """
 import multiprocessing, time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import process
-from autograder.grader.grade import stop
+from autograder.grader.grade import stop, worker_context
 slow = process._ExecutorManagerThread.wait_result_broken_or_wakeup
 def late(self):  # the pool's manager thread, slow to notice a worker's end (a loaded machine)
     found = slow(self)
     time.sleep(2)
     return found
 process._ExecutorManagerThread.wait_result_broken_or_wakeup = late
-pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+pool = ProcessPoolExecutor(2, mp_context=worker_context("full")[0])  # as the class runner's
 busy = [pool.submit(time.sleep, 600) for _ in range(12)]  # the call queue full, as in a class
 time.sleep(3)
 stop(pool)

@@ -7,7 +7,8 @@
 Each learner is one self-contained job (jobs.py: their submitted files as bytes, and once per run
 the assignment's source and release, the course's configuration, a gradebook with the assignment
 only and the hidden cases derived from the secret, never the secret), graded by jobs.run_job in
-a worker: a local process (loading nbgrader and torch once) or a Dask worker, one code path.
+a worker: a local process (forked from a fork server that loaded nbgrader and torch once:
+worker_context) or a Dask worker, one code path.
 The full mode runs the standard `nbgrader autograde` (trusted scores, sandbox, repair: see
 nbgrader_config.py) in a private temporary course; the scores-only mode repairs each submission
 and replays all of one learner's answers in one sandboxed process. Only this process (the
@@ -121,22 +122,68 @@ def forget(root, learners, assignment):
 
 # --- the workers: a local process pool or a Dask cluster, one job function (jobs.run_job) ---
 
-def _start_worker(one_thread, mode=None, setting=None):
-    """In each local worker process, once: its own session, so that Ctrl-C in the terminal reaches
-    only the main process, which stops the workers itself; then what its jobs need, loaded while
-    the main process still reads the class: nbgrader and the kernel server (full mode) and, for
-    a course with exercises, its sandboxed fork server, proven on a known answer
-    (jobs.preflight_once). It ends with the main process, however that ends (lifetime.py): the
-    parent-death signal (the main process starts its workers from its main thread), and a
-    watcher on the pipe only the main process holds (multiprocessing's parent sentinel)."""
+# What a worker imports before its first job, by mode: imported once by the fork server the
+# workers are forked from, not by each (full: nbgrader, torch, the trusted grader, about 2.6
+# CPU-seconds; scores-only: torch, nothing of nbgrader).
+PRELOAD = {"full": ["autograder.grader.jobs",  # first: it keeps jsonschema from compiling a grammar nobody uses
+                    "torch", "nbgrader.apps", "autograder.grader.trusted", "autograder.grader.kernel_server",
+                    "autograder.grader.grade"],
+           "scores": ["autograder.grader.jobs", "torch", "autograder.grader.verdicts", "autograder.grader.grade"]}
+
+
+def worker_context(mode="full"):
+    """(multiprocessing context, pid of the process the workers are forked from or None):
+    multiprocessing's fork server, one per process, started with the first run's PRELOAD
+    imported, so that each worker starts from those imports instead of loading them again (a
+    clean process of its own, not a copy of this one and its threads; a worker of a later run
+    in another mode imports what the server lacks, as _start_worker does); spawn where the fork
+    server cannot start (no such start method, a temporary folder whose path is too long for
+    its socket)."""
+    from multiprocessing import forkserver
+    server = getattr(forkserver, "_forkserver", None)
+    if "forkserver" in multiprocessing.get_all_start_methods() and server is not None:
+        ctx = multiprocessing.get_context("forkserver")
+        if getattr(server, "_forkserver_pid", None) is None:
+            ctx.set_forkserver_preload(PRELOAD.get(mode, PRELOAD["scores"]))
+        try:
+            forkserver.ensure_running()
+            if getattr(server, "_forkserver_pid", None) is not None:
+                return ctx, server._forkserver_pid
+        except OSError:
+            pass
+    return multiprocessing.get_context("spawn"), None
+
+
+def _start_worker(one_thread, mode=None, setting=None, environ=None, server=None):
+    """In each local worker process, once: the coordinator's environment as it is now (`environ`:
+    the fork server it comes from may be older), its own session, so that Ctrl-C in the terminal
+    reaches only the main process, which stops the workers itself; then what its jobs need,
+    loaded while the main process still reads the class: nbgrader and the kernel server (full
+    mode) and, for a course with exercises, its sandboxed fork server, proven on a known answer
+    (jobs.preflight_once). It ends with the main process, however that ends (lifetime.py): a
+    watcher on the pipe only the main process holds (multiprocessing's parent sentinel), and the
+    parent-death signal: of the main process (it starts its workers from its main thread), or of
+    the fork server (`server`, its pid), which ends with the main process once no worker holds
+    its pipe of life (each closes its copy here)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C held back since it started: dropped
     os.setsid()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import multiprocessing.util
     from .lifetime import die_with, end_with
+    if environ is not None:
+        import tempfile
+        os.environ.clear()
+        os.environ.update(environ)
+        tempfile.tempdir = None  # found again from TMPDIR, as a spawned process finds it
     coordinator = multiprocessing.parent_process()
-    die_with(coordinator.pid)
+    if server is not None:
+        from multiprocessing import forkserver
+        alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)  # (multiprocessing's own)
+        if alive is not None:  # the fork server ends when the main process does, not after us
+            os.close(alive)
+            forkserver._forkserver._forkserver_alive_fd = None
+    die_with(coordinator.pid if server is None else server)
     end_with(coordinator.sentinel)
     # the worker's end: its clean-up (atexit: the sandboxes, their folders), without the teardown
     multiprocessing.util.Finalize(None, exit_without_teardown, exitpriority=-100)
@@ -286,17 +333,20 @@ class SchedulerGone(RuntimeError):
 
 
 class LocalWorkers:
-    """N worker processes on this machine (spawned: each loads nbgrader and torch once)."""
+    """N worker processes on this machine, forked from a fork server that loaded nbgrader and
+    torch once (worker_context)."""
 
     def __init__(self, jobs, mode=None, setting=None):
         self.size = jobs
-        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker, initargs=(jobs > 1, mode, setting))
         # started now, each loading what its jobs need meanwhile; until a worker has a session of
         # its own, a Ctrl-C (the terminal's, to this process's group) is held back from it (it
-        # inherits the blocked SIGINT) and then dropped (_start_worker); here it waits a moment
+        # inherits the blocked SIGINT, through the fork server too, which ignores it) and then
+        # dropped (_start_worker); here it waits a moment
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
+            context, server = worker_context(mode)
+            self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                            initargs=(jobs > 1, mode, setting, dict(os.environ), server))
             self.started = [self.pool.submit(_started, setting) for _ in range(jobs)]
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
