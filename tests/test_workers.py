@@ -34,7 +34,6 @@ def test_a_scheduler_address_nothing_listens_on_is_refused_at_once():
     assert grade.ClusterWorkers.refused("tls://127.0.0.1:1") == ""  # another scheme: the Client's to judge
 
 
-
 WORKER = """if True:
     import json, multiprocessing, os, sys
     from concurrent.futures import ProcessPoolExecutor
@@ -81,6 +80,7 @@ def test_one_process_has_one_fork_server_and_a_later_run_in_another_mode_forks_f
             "print(*[c.get_start_method() for c, _ in runs], len({s for _, s in runs}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "forkserver forkserver forkserver 1\n"
+
 
 def test_where_the_fork_servers_socket_cannot_be_made_the_workers_are_spawned(tmp_path):
     """A temporary folder whose path is longer than a Unix socket's may be (a deep TMPDIR):
