@@ -20,6 +20,8 @@ from .diagnose import Reason, diagnose
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .replay import NUMERICAL, PUBLIC
 from .statements import forbidden, misspelled, split
+from .verdict import (ERROR, GRADER_ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, STATUSES, VERDICT,  # noqa: F401
+                      WRONG, verdict_of)  # (a verdict as data: verdict.py)
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
 # answers on other batches must pass; every typical mistake is off by far more).
@@ -29,13 +31,6 @@ TRAIN_RTOL = 1e-5  # Exercise 4: max |learner - twin| / max |twin| after the sho
 TRAIN_LR = 0.1
 MAX_ELEMENTS = 10**7  # an answer tensor larger than this is refused unread
 BANNED = ("reads ", "uses ")  # how statements.forbidden's reasons start
-
-
-# A verdict's status, as data (Verdict.data): what the report, the CSVs and the views read.
-RIGHT, WRONG, ERROR, NOT_ATTEMPTED, REFUSED, GRADER_ERROR = (
-    "right", "wrong", "error", "not attempted", "refused", "grader error")
-STATUSES = [RIGHT, WRONG, ERROR, NOT_ATTEMPTED, REFUSED, GRADER_ERROR]
-VERDICT = "application/json"  # the graded cell's result carries its verdict's data under this type
 
 
 @dataclass
@@ -548,14 +543,3 @@ def grade(exercise, sources, banned=forbidden, setting=PRACTICE):
     collector = Collector(exercise, cases, setting, job["statements"])
     errors = replay.run_job(job, collector.give)
     return score(exercise, collector, redacted(errors))  # as the trusted grade words them
-
-
-def verdict_of(cell):
-    """The verdict data (Verdict.data) a graded cell's result carries, or None: written by the
-    trusted grader, read as data (a status of STATUSES, numbers for points), never as words."""
-    for out in (cell or {}).get("outputs", []):
-        d = out.get("data", {}).get(VERDICT) if out.get("output_type") == "execute_result" else None
-        if isinstance(d, dict) and d.get("status") in STATUSES and isinstance(d.get("message"), str) \
-                and all(isinstance(d.get(k), (int, float)) for k in ("score", "points")):
-            return d
-    return None

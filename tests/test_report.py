@@ -1,6 +1,8 @@
 """The class report's statuses (right / wrong / error / not attempted) and its misconception
 view, on verdicts the grader gives to learner-style answers."""
 import csv
+import subprocess
+import sys
 
 import pytest
 from nbformat.v4 import new_code_cell
@@ -141,3 +143,11 @@ def test_the_report_reads_the_verdicts_data_not_their_words():
     del cell.outputs[1]
     r = report.row("ann", ex, "W2", 0.0, 1.0, learner, release)
     assert (r["status"], r["mistake"], r["message"]) == ("grader error", "", report.NO_VERDICT)
+
+
+def test_the_verdicts_data_and_the_feedback_pages_import_no_torch():
+    """A verdict as data (verdict.py) and the feedback's page exporter, which reads it, load no
+    torch: `nbgrader generate_feedback` does not spend a second importing it."""
+    probe = "import sys, autograder.verdict, autograder.grader.feedback; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "False", run.stdout + run.stderr

@@ -8,7 +8,7 @@ import re
 from nbconvert.exporters import HTMLExporter
 
 from ..exercises import EXERCISES
-from ..score import verdict_of
+from ..verdict import verdict_of
 from .pages import MARK, make_safe, with_policy
 from .scoped import in_course
 

@@ -6,7 +6,7 @@
 The CSV has one row per learner and graded item (score, points, status, the named mistake,
 the verdict shown in the feedback), every text cell inert (neutral.cell: no formula, no control
 character). Status and mistake are read as data from the verdict the trusted grader stored
-with each graded cell (score.verdict_of), never from its words: right, wrong (a gradient
+with each graded cell (verdict.verdict_of), never from its words: right, wrong (a gradient
 that does not match), error (the answer raised, did not parse, gave no tensor, or has a typo
 in its name: the learner tried), refused (not run: it reads the grader's internals or
 autograd, or differentiates numerically), not attempted (no notebook, the answer cell as
@@ -26,7 +26,7 @@ from . import neutral
 from .course import ASSIGNMENT, gradebook_file, gradebook_url, has_gradebook, submitted
 from ..diagnose import MISCONCEPTIONS
 from ..exercises import EXERCISES
-from ..score import ERROR, GRADER_ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, STATUSES, WRONG, verdict_of
+from ..verdict import ERROR, GRADER_ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, STATUSES, WRONG, verdict_of
 
 FIELDS = ["student", "exercise", "item", "test_id", "score", "points", "status", "mistake", "verdict"]
 MISTAKE_FIELDS = ["mistake", "description", "learners", "times", "gradients"]
@@ -48,7 +48,7 @@ def output_text(cell):
 def status(ex, item, score, points, learner, release, verdict):
     """The item's status: right if it earned its points; not attempted where there is no
     notebook or the answer cell is as released; else the status of its verdict's data
-    (`verdict`, score.verdict_of), and a grader error where there is none."""
+    (`verdict`, verdict.verdict_of), and a grader error where there is none."""
     if score >= points:
         return RIGHT
     if not learner:

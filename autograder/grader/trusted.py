@@ -14,7 +14,7 @@ from nbformat.v4 import new_output
 
 from ..exercises import EXERCISES, course_setting
 from ..hidden import answer_sources
-from ..score import VERDICT
+from ..verdict import VERDICT
 from .execute import SandboxedExecute  # noqa: F401 (its home was here: nbgrader_config.py, tests)
 from .verdicts import (GraderBroken, exercise_of, learner_answers, preflight,  # noqa: F401 (and tests')
                        score_rows, trusted_verdicts, trusted_verdicts_many)
