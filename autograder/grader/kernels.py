@@ -48,10 +48,20 @@ LIMITS = {"cpu_seconds": resource.RLIMIT_CPU, "memory_bytes": resource.RLIMIT_AS
 SIGNALS = {int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGKILL)}  # what the grader may send a kernel
 
 
+# What a kernel imports as it starts (IPKernelApp.initialize: the debugger's debugpy, about 80
+# modules, psutil for the machine's addresses, the shell's history, pdb): 0.23 of its 0.27
+# CPU-seconds, in every kernel, unless the server imported them
+STARTUP = ("ipykernel.debugger", "jupyter_client.localinterfaces", "psutil", "IPython.core.history",
+           "IPython.core.completerlib", "IPython.core.debugger", "IPython.extensions.storemagic",
+           "sqlite3", "tornado.platform.asyncio", "faulthandler")
+
+
 def preload():
     """What every kernel of the course imports, imported once: ipykernel (and IPython, zmq,
     tornado), torch, numpy and matplotlib up to, not including, pyplot and its backend (the
-    inline backend hooks into the kernel's shell when pyplot first loads it, in the kernel)."""
+    inline backend hooks into the kernel's shell when pyplot first loads it, in the kernel),
+    and STARTUP. Returns what STARTUP's imports set in the environment (debugpy:
+    PYDEVD_USE_FRAME_EVAL), which a kernel's own start would have set too (become())."""
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as ipykernel sets it
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
@@ -62,26 +72,15 @@ def preload():
     import numpy  # noqa: F401
     import torch  # noqa: F401
     import torch.nn.functional  # noqa: F401
-    # and what a kernel imports as it starts (IPKernelApp.initialize: the debugger's debugpy,
-    # about 80 modules, psutil for the machine's addresses, the shell's history, pdb): 0.23 of
-    # its 0.27 CPU-seconds, in every kernel; pydevd warns on stderr of frozen modules unless told
     before = dict(os.environ)
-    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # else pydevd warns on stderr of frozen modules
     for name in STARTUP:
         try:
             importlib.import_module(name)
         except ImportError:  # an optional part of this ipykernel (debugpy) or another version's layout
             pass
     del os.environ["PYDEVD_DISABLE_FILE_VALIDATION"]
-    # what they set in the environment (debugpy: PYDEVD_USE_FRAME_EVAL) a kernel's own start
-    # would have set too: become() sets it again in the kernel's
-    STARTUP_ENV.update((k, v) for k, v in os.environ.items() if before.get(k) != v)
-
-
-STARTUP = ("ipykernel.debugger", "jupyter_client.localinterfaces", "psutil", "IPython.core.history",
-           "IPython.core.completerlib", "IPython.core.debugger", "IPython.extensions.storemagic",
-           "sqlite3", "tornado.platform.asyncio", "faulthandler")
-STARTUP_ENV = {}
+    return {k: v for k, v in os.environ.items() if before.get(k) != v}
 
 
 def serve(fd_in, fd_out, sandboxed=False):
@@ -90,7 +89,7 @@ def serve(fd_in, fd_out, sandboxed=False):
     report {"op": "exited", "status"} when it ends, sweep, and say {"op": "ready", "clean"}."""
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # as ipykernel_launcher does; the kernel puts its folder back
-    preload()
+    imported_env = preload()
     sandboxed = sandboxed and in_own_sandbox() and isolation_works()  # else one kernel per server
     seal()
     gc.freeze()  # the imports stay put: no collection in a kernel copies the whole heap
@@ -108,7 +107,7 @@ def serve(fd_in, fd_out, sandboxed=False):
                 os.close(fd_out)
                 os.close(go_w)
                 if os.read(go_r, 1) == b"g":  # once the grader moved it into the learner's cgroup
-                    code = become(msg, sandboxed)
+                    code = become(msg, sandboxed, imported_env)
             finally:
                 os._exit(code)  # never back into the server's loop
         os.close(go_r)
@@ -149,10 +148,11 @@ def watch(pid, fd_in):
         os.close(pidfd)
 
 
-def become(msg, isolated=True):
+def become(msg, isolated=True, imported_env=None):
     """In the forked process: become `python -m ipykernel_launcher *msg["argv"]` (-f, the
     connection file, ...) in msg["cwd"] (a tmpfs of msg["work_bytes"] if `isolated`: see
-    child.isolate), with msg["env"] and msg["limits"]; the exit code when the kernel ends."""
+    child.isolate), with msg["env"] (and what the server's imports set in its environment,
+    preload(), where msg["env"] does not say) and msg["limits"]; the exit code when the kernel ends."""
     os.setsid()  # a session and process group of its own, as jupyter_client starts a kernel
     if isolated:
         isolate(msg["cwd"], int(msg["work_bytes"]))
@@ -167,7 +167,7 @@ def become(msg, isolated=True):
     os.chdir(msg["cwd"])
     os.environ.clear()
     os.environ.update(msg["env"], PWD=msg["cwd"])  # PWD: as bubblewrap's --chdir sets it
-    for name, value in STARTUP_ENV.items():  # as the imports a kernel starts with set them, unless given
+    for name, value in (imported_env or {}).items():
         os.environ.setdefault(name, value)
     confine(msg["cwd"], msg["argv"])
     return launch(msg["argv"])
