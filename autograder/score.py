@@ -20,8 +20,7 @@ from .diagnose import Reason, diagnose
 from .exercises import EXERCISES, PRACTICE, case_inputs, sgd_run, training_batches, training_params
 from .replay import NUMERICAL, PUBLIC
 from .statements import forbidden, misspelled, split
-from .verdict import (ERROR, GRADER_ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, STATUSES, VERDICT,  # noqa: F401
-                      WRONG, verdict_of)  # (a verdict as data: verdict.py)
+from .verdict import ERROR, NOT_ATTEMPTED, REFUSED, RIGHT, WRONG  # (a verdict as data: verdict.py)
 
 # Scoring tolerances (looser than the lecture's display tolerance: float32 noise of correct
 # answers on other batches must pass; every typical mistake is off by far more).
@@ -43,7 +42,7 @@ class Verdict:
     message: str = ""
     rows: list = field(default_factory=list)   # (case, "own step" | "random upstream", Row)
     grader_error: bool = False                 # not judged: the grader failed, not the learner
-    status: str = NOT_ATTEMPTED                # one of STATUSES, set with the message
+    status: str = NOT_ATTEMPTED                # one of verdict.STATUSES, set with the message
     mistake: str = ""                          # the named mistake's code (diagnose.MISCONCEPTIONS)
 
     @property

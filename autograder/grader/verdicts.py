@@ -13,6 +13,7 @@ from .. import score
 from . import replay_server, sandbox
 from ..exercises import EXERCISES, PRACTICE
 from ..hidden import answer_sources
+from ..verdict import GRADER_ERROR
 from .repair import read_any, rebuild
 
 
@@ -55,7 +56,7 @@ def grader_failed(exercise, error):
                                                            **EXERCISES[exercise].extra_tests}.items()}
     for v in verdicts.values():
         v.grader_error = True
-        v.judged(score.GRADER_ERROR, f"GRADER ERROR: the grader failed on this exercise ({type(error).__name__}), "
+        v.judged(GRADER_ERROR, f"GRADER ERROR: the grader failed on this exercise ({type(error).__name__}), "
                  "not your answer; it was not judged: tell your instructor")
     return verdicts
 
